@@ -1,0 +1,3 @@
+from layer.cli import main
+
+raise SystemExit(main())

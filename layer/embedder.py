@@ -1,0 +1,181 @@
+"""The engine: image bytes → L2-normalized CLIP image embeddings.
+
+Images run through the model one at a time. Dynamic int8 quantization picks each activation's scale from
+the whole input tensor, so inside a batch an image's vector would depend on its batch-mates (cosine 0.99987
+measured); a run per image keeps every vector a function of its own pixels only, at almost no cost on CPU,
+where a ViT-B/32 image is already ~4 GFLOP of GEMMs that saturate the cores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from layer.config import PreprocessConfig
+from layer.decode import decode
+from layer.errors import ImageError, ModelDirError
+from layer.limits import Limits
+from layer.manifest import (
+    FP32_FILE,
+    INPUT_NAME,
+    MODEL_FILE,
+    OUTPUT_NAME,
+    PREPROCESSOR_FILE,
+    read_manifest,
+    verify_files,
+)
+from layer.preprocess import preprocess
+from layer.session import SessionSettings, create_session
+
+Precision = Literal["int8", "fp32"]
+# The default JPEG path: DCT-domain downscale that keeps the shortest side ≥ 2× the resize target, then
+# the exact bicubic resize. Measured cosine to the exact path ≥ 0.9995 (tests/layer/test_fidelity.py).
+FAST_JPEG_FACTOR = 2
+
+
+@dataclass(frozen=True)
+class Timings:
+    decode_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Embedding:
+    vector: np.ndarray = field(repr=False)  # float32 [dim], unit L2 norm
+    norm: float  # L2 norm before normalization: raw CLIP features = vector * norm
+    width: int  # original size, after EXIF orientation
+    height: int
+    model: str
+    format: str = "unknown"
+    timings: Timings = field(default_factory=Timings, compare=False)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vector.shape[0])
+
+
+def l2_normalize(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    norms = np.linalg.norm(features.astype(np.float64), axis=-1, keepdims=True)
+    unit = (features / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit, norms[..., 0].astype(np.float32)
+
+
+class Embedder:
+    """Load once per process (Lambda INIT), then call ``embed`` per event.
+
+    >>> emb = Embedder.from_dir("/opt/model")
+    >>> results = emb.embed([jpeg_bytes, png_bytes])   # Embedding or ImageError, in order
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        config: PreprocessConfig,
+        *,
+        model_id: str = "unknown",
+        manifest: dict[str, Any] | None = None,
+        limits: Limits | None = None,
+        settings: SessionSettings | None = None,
+        fast_jpeg: bool = True,
+        exif: bool = True,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.config = config
+        self.model_id = model_id
+        self.manifest = manifest or {}
+        self.limits = limits or Limits()
+        self.settings = settings or SessionSettings.auto()
+        self.fast_jpeg = fast_jpeg
+        self.exif = exif
+        self.session = create_session(self.model_path, self.settings)
+        out = self.session.get_outputs()[0]
+        self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else int(self.manifest.get("dim", 512))
+
+    @classmethod
+    def from_dir(
+        cls,
+        model_dir: str | Path,
+        *,
+        precision: Precision = "int8",
+        threads: int | None = None,
+        limits: Limits | None = None,
+        fast_jpeg: bool = True,
+        exif: bool = True,
+        verify: bool = False,
+    ) -> Embedder:
+        model_dir = Path(model_dir)
+        manifest = read_manifest(model_dir)
+        if verify:
+            verify_files(model_dir, manifest)
+        model_file = model_dir / (MODEL_FILE if precision == "int8" else FP32_FILE)
+        if not model_file.exists():
+            raise ModelDirError(f"{model_file} not found")
+        if precision == "int8" and manifest.get("precision") == "fp32":
+            precision = "fp32"  # an fp32-only build ships its fp32 export as model.onnx
+        return cls(
+            model_file,
+            PreprocessConfig.from_file(model_dir / PREPROCESSOR_FILE),
+            model_id=str(manifest.get("model_id", "unknown")) + ("" if precision == "int8" else "@fp32"),
+            manifest=manifest,
+            limits=limits,
+            settings=SessionSettings.auto(threads),
+            fast_jpeg=fast_jpeg,
+            exif=exif,
+        )
+
+    # --- stages -----------------------------------------------------------------------------------
+    def pixel_values(self, data: bytes) -> tuple[np.ndarray, Any, Timings]:
+        """Decode + preprocess one image to float32 [3, 224, 224]. Raises ``ImageError``."""
+        t0 = time.perf_counter()
+        draft = self.config.shortest_edge * FAST_JPEG_FACTOR if self.fast_jpeg else None
+        decoded = decode(data, self.limits, draft_min_side=draft, exif=self.exif)
+        t1 = time.perf_counter()
+        pixels = preprocess(decoded.image, self.config)
+        t2 = time.perf_counter()
+        return pixels, decoded, Timings(decode_ms=(t1 - t0) * 1e3, preprocess_ms=(t2 - t1) * 1e3)
+
+    def run_model(self, pixel_values: np.ndarray) -> np.ndarray:
+        """Raw (unnormalized) features for [N,3,H,W] input, one image per session run (batch invariance)."""
+        outs = [
+            self.session.run([OUTPUT_NAME], {INPUT_NAME: pixel_values[i : i + 1]})[0]
+            for i in range(pixel_values.shape[0])
+        ]
+        return np.concatenate(outs, axis=0)
+
+    def embed_pixels(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model-only path: unit vectors [N, dim] and their pre-normalization norms [N]."""
+        return l2_normalize(self.run_model(pixel_values))
+
+    # --- public API ---------------------------------------------------------------------------------
+    def embed_one(self, data: bytes) -> Embedding:
+        """Embed one image; raises ``ImageError`` (with ``code`` and ``http_status``) for bad input."""
+        pixels, decoded, t = self.pixel_values(data)
+        t0 = time.perf_counter()
+        features = self.run_model(pixels[None])
+        inference_ms = (time.perf_counter() - t0) * 1e3
+        unit, norms = l2_normalize(features)
+        return Embedding(
+            vector=unit[0],
+            norm=float(norms[0]),
+            width=decoded.width,
+            height=decoded.height,
+            model=self.model_id,
+            format=decoded.format,
+            timings=Timings(t.decode_ms, t.preprocess_ms, inference_ms),
+        )
+
+    def embed(self, images: Sequence[bytes]) -> list[Embedding | ImageError]:
+        """Embed each image; a bad one yields its ``ImageError`` in place and never affects the others."""
+        results: list[Embedding | ImageError] = []
+        for data in images:
+            try:
+                results.append(self.embed_one(data))
+            except ImageError as exc:
+                results.append(exc)
+        return results

@@ -1,0 +1,58 @@
+"""Typed errors for bad input: each carries a stable ``code`` and the HTTP status a caller should map it to.
+
+Bad input is a value, not a crash: the engine returns these in place of a vector for the image that caused
+them, so one bad image never poisons its batch.
+"""
+
+from __future__ import annotations
+
+
+class ImageError(ValueError):
+    """An input image that cannot be embedded. Permanent: retrying the same bytes gives the same error."""
+
+    code = "invalid_image"
+    http_status = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class EmptyImage(ImageError):
+    code = "empty_image"
+    http_status = 400
+
+
+class ImageTooLarge(ImageError):
+    """More bytes than ``Limits.max_bytes``: refused before decoding."""
+
+    code = "image_too_large"
+    http_status = 413
+
+
+class TooManyPixels(ImageError):
+    """Declared dimensions above ``Limits.max_pixels`` (decompression bomb): refused before decoding pixels."""
+
+    code = "too_many_pixels"
+    http_status = 413
+
+
+class NotAnImage(ImageError):
+    """Bytes that no supported decoder recognises."""
+
+    code = "not_an_image"
+    http_status = 422
+
+
+class CorruptImage(ImageError):
+    """A recognised format whose pixel data cannot be decoded (truncated, damaged)."""
+
+    code = "corrupt_image"
+    http_status = 422
+
+
+class ModelDirError(RuntimeError):
+    """The model directory is missing files or does not match its manifest. A deployment error, not input."""
