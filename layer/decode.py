@@ -93,8 +93,8 @@ def decode(data: bytes, limits: Limits, *, draft_min_side: int | None = None, ex
     img = open_image(data, limits)
     fmt = img.format or "unknown"
     width, height = img.size
-    orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if exif else 1
     try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if exif else 1
         if fmt in ("JPEG", "MPO"):
             if draft_min_side is not None and img.mode in ("RGB", "L"):
                 k = draft_min_side / min(width, height)

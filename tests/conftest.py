@@ -1,0 +1,79 @@
+"""Shared fixtures. Model builds are session-scoped and cached under .cache/test-models/ (git-ignored),
+keyed by the build code and library versions, so a run builds each model at most once and later runs
+reuse it."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("CLIP_LAMBDA_TEST_CACHE", ROOT / ".cache" / "test-models"))
+
+
+def _build_key(*parts: str) -> str:
+    """Changes whenever the build code or the export/quantization libraries change."""
+    import onnxruntime
+    import torch
+    import transformers
+
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "layer").rglob("*.py")):
+        if "build" in path.parts or path.name in {"config.py", "manifest.py"}:
+            h.update(path.read_bytes())
+    for part in (*parts, torch.__version__, transformers.__version__, onnxruntime.__version__):
+        h.update(part.encode())
+    return h.hexdigest()[:12]
+
+
+@contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """Serialise builds across concurrent pytest processes sharing the cache."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / f"{name}.lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _cached_build(name: str, source: str) -> Path:
+    from layer.build.pipeline import BuildOptions, build_model
+
+    out = CACHE / f"{name}-{_build_key(name, source)}"
+    with _locked(name):
+        if not (out / "manifest.json").exists():
+            build_model(BuildOptions(source=source, out=out), log=lambda m: print(m, flush=True))
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """A built int8 model directory from the ``random-init`` source (also holds model.fp32.onnx)."""
+    return _cached_build("random-init", "random-init")
+
+
+@pytest.fixture(scope="session")
+def clip_checkpoint() -> Path:
+    """A full ``CLIPModel`` (seeded random weights, ViT-B/32 config) written with ``save_pretrained``:
+    the stand-in for openai/clip-vit-base-patch32, which the offline hub cannot provide."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    out = CACHE / f"clip-checkpoint-{_build_key('checkpoint')}"
+    with _locked("clip-checkpoint"):
+        if not (out / "config.json").exists():
+            torch.manual_seed(1234)
+            CLIPModel(CLIPConfig()).eval().save_pretrained(out)
+            CLIPImageProcessor().save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def checkpoint_model_dir(clip_checkpoint: Path) -> Path:
+    """The model directory built from ``clip_checkpoint`` through the local save_pretrained path."""
+    return _cached_build("checkpoint", str(clip_checkpoint))

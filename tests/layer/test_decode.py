@@ -1,0 +1,162 @@
+"""Decoding: every supported format and mode, EXIF orientation, and the limits that stop bad input."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from layer.decode import decode
+from layer.errors import CorruptImage, EmptyImage, ImageTooLarge, NotAnImage, TooManyPixels
+from layer.limits import Limits
+from tests.imaging import encode, jpeg_12mp, photo_bytes, png_bomb, resized_photo
+
+LIMITS = Limits()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "kw"),
+    [
+        ("JPEG", "RGB", {"quality": 90}),
+        ("JPEG", "L", {}),
+        ("JPEG", "CMYK", {}),
+        ("PNG", "RGB", {}),
+        ("PNG", "P", {}),
+        ("PNG", "L", {}),
+        ("PNG", "LA", {}),
+        ("PNG", "RGBA", {}),
+        ("WEBP", "RGB", {"quality": 90}),
+        ("WEBP", "RGBA", {"lossless": True}),
+        ("GIF", "P", {}),
+        ("TIFF", "RGB", {}),
+        ("TIFF", "CMYK", {}),
+        ("BMP", "RGB", {}),
+    ],
+)
+def test_formats_and_modes_decode_to_rgb(fmt: str, mode: str, kw: dict[str, object]) -> None:
+    src = resized_photo((160, 120))
+    img = src.convert(mode) if mode != "P" else src.convert("P", palette=Image.Palette.ADAPTIVE)
+    out = decode(encode(img, fmt, **kw), LIMITS)
+    assert out.image.mode == "RGB"
+    assert (out.width, out.height) == (160, 120)
+    assert out.format == fmt
+    # Content survives: close to the source photo (lossy formats and palettes allow some error).
+    diff = np.abs(np.asarray(out.image, np.float32) - np.asarray(src.convert("L").convert("RGB")
+                  if mode in ("L", "LA") else src, np.float32))
+    assert diff.mean() < 20
+
+
+def test_alpha_is_composited_on_white() -> None:
+    img = Image.new("RGBA", (50, 40), (255, 0, 0, 0))  # fully transparent red
+    img.paste((0, 0, 255, 255), (0, 0, 25, 40))  # opaque blue left half
+    out = np.asarray(decode(encode(img), LIMITS).image)
+    assert tuple(out[20, 40]) == (255, 255, 255)
+    assert tuple(out[20, 5]) == (0, 0, 255)
+
+
+def test_palette_transparency_is_composited_on_white() -> None:
+    img = Image.new("P", (20, 20), 0)
+    img.putpalette([0, 0, 0, 10, 200, 10] + [0] * 762)
+    img.paste(1, (0, 0, 10, 20))
+    out = np.asarray(decode(encode(img, transparency=0), LIMITS).image)
+    assert tuple(out[5, 15]) == (255, 255, 255)
+    assert tuple(out[5, 5]) == (10, 200, 10)
+
+
+def test_sixteen_bit_grayscale_is_scaled_not_saturated() -> None:
+    arr = np.full((30, 30), 32896, dtype=np.uint16)  # mid grey in 16 bits
+    img = Image.fromarray(arr)
+    assert img.mode.startswith("I")
+    out = np.asarray(decode(encode(img), LIMITS).image)
+    assert np.all(out == 128)
+
+
+def test_gif_first_frame() -> None:
+    frames = [Image.new("RGB", (30, 30), c) for c in ((250, 0, 0), (0, 250, 0))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    out = np.asarray(decode(buf.getvalue(), LIMITS).image)
+    assert out[15, 15, 0] > 200 and out[15, 15, 1] < 50
+
+
+@pytest.mark.parametrize(("orientation", "size"), [(1, (200, 100)), (3, (200, 100)), (6, (100, 200)), (8, (100, 200))])
+def test_exif_orientation_applied(orientation: int, size: tuple[int, int]) -> None:
+    img = Image.new("RGB", (200, 100), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 20, 20))  # white marker at the stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = decode(encode(img, "JPEG", exif=exif.tobytes(), quality=95), LIMITS)
+    assert (out.width, out.height) == size == out.image.size
+    arr = np.asarray(out.image.convert("L"))
+    corner = {1: arr[:20, :20], 3: arr[-20:, -20:], 6: arr[:20, -20:], 8: arr[-20:, :20]}[orientation]
+    assert corner.mean() > 200
+
+
+def test_exif_orientation_can_be_ignored_like_hf() -> None:
+    img = Image.new("RGB", (200, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = decode(encode(img, "JPEG", exif=exif.tobytes()), LIMITS, exif=False)
+    assert out.image.size == (200, 100)
+
+
+def test_draft_downscales_large_jpeg_but_reports_original_size() -> None:
+    out = decode(jpeg_12mp(), LIMITS, draft_min_side=448)
+    assert (out.width, out.height) == (4000, 3000)
+    assert 448 <= min(out.image.size) < 900  # 1/4 scale: 1000x750
+
+
+def test_empty_bytes() -> None:
+    with pytest.raises(EmptyImage) as err:
+        decode(b"", LIMITS)
+    assert err.value.http_status == 400 and err.value.code == "empty_image"
+
+
+def test_too_many_bytes_refused_before_decoding() -> None:
+    with pytest.raises(ImageTooLarge) as err:
+        decode(photo_bytes()["china.jpg"], Limits(max_bytes=1000))
+    assert err.value.http_status == 413
+
+
+def test_decompression_bomb_refused_from_header() -> None:
+    bomb = png_bomb()
+    assert len(bomb) < 200
+    with pytest.raises(TooManyPixels) as err:
+        decode(bomb, LIMITS)
+    assert err.value.http_status == 413 and "10000000000" in err.value.message
+
+
+def test_pixel_limit_is_configurable() -> None:
+    with pytest.raises(TooManyPixels):
+        decode(encode(resized_photo((200, 200))), Limits(max_pixels=39_999))
+    assert decode(encode(resized_photo((200, 200))), Limits(max_pixels=40_000)).width == 200
+
+
+@pytest.mark.parametrize("data", [b"hello world, not an image", b"%PDF-1.4\n", b"\x00" * 100])
+def test_not_an_image(data: bytes) -> None:
+    with pytest.raises(NotAnImage) as err:
+        decode(data, LIMITS)
+    assert err.value.http_status == 422
+
+
+def test_unsupported_format_is_refused_even_if_pillow_knows_it() -> None:
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"
+    with pytest.raises(NotAnImage):
+        decode(eps, LIMITS)
+    with pytest.raises(NotAnImage):
+        decode(encode(Image.new("RGB", (10, 10)), "PPM"), LIMITS)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_truncated_image_is_corrupt(fmt: str) -> None:
+    data = encode(resized_photo((300, 200)), fmt)
+    with pytest.raises((CorruptImage, NotAnImage)) as err:
+        decode(data[: len(data) // 2], LIMITS)
+    assert err.value.http_status == 422
+
+
+def test_limits_from_env() -> None:
+    limits = Limits.from_env({"MAX_IMAGE_BYTES": "10", "MAX_IMAGE_PIXELS": "20"})
+    assert (limits.max_bytes, limits.max_pixels) == (10, 20)
