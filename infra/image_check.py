@@ -1,0 +1,64 @@
+"""Build-time self check of the Lambda image: fail the ``docker build`` if the functions cannot start.
+
+Runs as the image's last RUN step, as the runtime user, with the runtime's Python and files:
+1. the shipped model files match the sha256 in manifest.json (model.fp32.onnx is deliberately absent);
+2. both function modules import (``handler.s3``, ``handler.api``) and their INIT singleton builds:
+   engine from MODEL_DIR plus the boto3 clients (no network: clients connect lazily);
+3. one generated JPEG embeds to a 512-d unit vector.
+Exits non-zero with a message on the first failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REQUIRED = ("model.onnx", "preprocessor_config.json", "manifest.json")
+
+
+def fail(msg: str) -> int:
+    print(f"image_check: FAILED: {msg}", file=sys.stderr)
+    return 1
+
+
+def main() -> int:
+    model_dir = Path(os.environ.get("MODEL_DIR", "/opt/model"))
+    missing = [name for name in REQUIRED if not (model_dir / name).is_file()]
+    if missing:
+        return fail(f"{model_dir} lacks {missing}")
+    from layer.manifest import sha256_file  # noqa: PLC0415 - after the cheap checks
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    for name, meta in manifest.get("files", {}).items():
+        path = model_dir / name
+        if path.exists() and sha256_file(path) != meta.get("sha256"):
+            return fail(f"{path} does not match the sha256 in manifest.json")
+
+    t0 = time.perf_counter()
+    for module in ("handler.s3", "handler.api"):
+        importlib.import_module(module)
+    from handler import runtime  # noqa: PLC0415
+
+    rt = runtime.current()
+    init_s = time.perf_counter() - t0
+
+    from PIL import Image  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (200, 120, 40)).save(buf, "JPEG")
+    emb = rt.engine.embed_one(buf.getvalue())
+    vec = emb.vector
+    norm = float((vec * vec).sum()) ** 0.5
+    if vec.shape != (512,) or abs(norm - 1.0) > 1e-3:
+        return fail(f"embedding shape {vec.shape}, norm {norm}")
+    print(f"image_check: ok: model {rt.engine.model_id}, import+init {init_s:.2f}s, dim {vec.shape[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
