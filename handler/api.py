@@ -1,0 +1,249 @@
+"""The API function (API Gateway HTTP API, payload v2): embed images sent in the request or named in S3.
+
+Routes: ``POST /embed`` (raw ``image/*`` body → one vector; ``application/json`` ``{"images": [...]}`` → a
+vector per image, errors in place), ``GET /model`` (the model's manifest), ``GET /health``. Errors are
+``{"error": {"code", "message"}}`` with a 4xx status for bad input; a 500 only for our own bugs, without a
+stack trace. The raw body is base64-decoded here: Powertools' ``decoded_body`` decodes to str and breaks on
+image bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from handler import ingest, objects, runtime
+from handler.errors import AccessDenied, InputError, ObjectChanged, ObjectGone, TransientError
+from handler.models import (
+    BatchResponse,
+    EmbeddingOut,
+    EmbedRequest,
+    ErrorResponse,
+    Health,
+    ImageRef,
+    error_body,
+)
+from handler.observability import logger, metrics, record_failure, tracer
+from layer import Embedding, ImageError
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+if runtime.in_lambda():
+    runtime.current()  # INIT: load the model before the first request
+
+_ERRORS: dict[int, Any] = {
+    status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+    for status, text in {
+        400: "Malformed request: bad JSON, bad base64, empty body, invalid s3:// URI",
+        403: "An s3 reference the function may not read",
+        404: "An s3 reference that does not exist",
+        413: "Image (or batch) too large: MAX_IMAGE_BYTES / MAX_IMAGE_PIXELS / MAX_BATCH_IMAGES",
+        415: "Content-Type is neither image/* (or application/octet-stream) nor application/json",
+        422: "The body is not a decodable image (unknown format, corrupt, truncated)",
+    }.items()
+}
+
+
+def json_response(status: int, payload: dict[str, Any]) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(payload, separators=(",", ":")),
+    )
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response(status, error_body(code, message))
+
+
+def embedding_dict(emb: Embedding) -> dict[str, Any]:
+    return {
+        "model": emb.model,
+        "dim": emb.dim,
+        "embedding": emb.vector.tolist(),
+        "norm": float(emb.norm),
+        "width": emb.width,
+        "height": emb.height,
+    }
+
+
+def _b64decode(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError("invalid_base64", f"{what} is not valid base64: {exc}") from exc
+
+
+def request_body(max_bytes: int) -> bytes:
+    """The raw request body; refuses an oversized base64 body before decoding it."""
+    event = app.current_event
+    body = event.body or ""
+    if not event.is_base64_encoded:
+        return body.encode("utf-8")
+    if len(body) > 4 * (max_bytes // 3 + 1) + 4:
+        raise InputError("image_too_large", f"request body exceeds the {max_bytes}-byte limit", 413)
+    return _b64decode(body, "request body")
+
+
+def media_type() -> str:
+    return (app.current_event.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+
+@app.post(
+    "/embed",
+    summary="Embed one image (raw image/* body) or a batch (application/json)",
+    description=(
+        "Raw body with Content-Type image/* (or application/octet-stream) → one embedding. "
+        'JSON {"images": [{"data": base64} | {"s3": "s3://bucket/key"}], "store": false} → one result per '
+        "image, in order, each an embedding or its own error; store=true also writes the DynamoDB item of "
+        "each s3 reference."
+    ),
+    responses={
+        200: {
+            "description": "One embedding (image body) or per-image results (JSON body)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/EmbeddingOut"},
+                            {"$ref": "#/components/schemas/BatchResponse"},
+                        ]
+                    }
+                }
+            },
+        },
+        **_ERRORS,
+    },
+    operation_id="embed",
+)
+def embed() -> Response[dict[str, Any]]:
+    rt = runtime.current()
+    kind = media_type()
+    if kind.startswith("image/") or kind == "application/octet-stream":
+        data = request_body(rt.settings.limits.max_bytes)
+        return json_response(200, embedding_dict(ingest.embed_image(rt.engine, data)))
+    if kind == "application/json" or kind.endswith("+json"):
+        return json_response(200, embed_batch(rt))
+    raise InputError(
+        "unsupported_media_type",
+        f"Content-Type {kind or '(none)'} is not supported: send image/* or application/json",
+        415,
+    )
+
+
+def embed_batch(rt: runtime.Runtime) -> dict[str, Any]:
+    raw = request_body(rt.settings.limits.max_bytes * rt.settings.max_batch)
+    try:
+        request = EmbedRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InputError("invalid_request", f"{where}: {first.get('msg')}".strip(": ")) from exc
+    if len(request.images) > rt.settings.max_batch:
+        raise InputError(
+            "too_many_images", f"{len(request.images)} images; the limit is {rt.settings.max_batch}", 413
+        )
+    results = [one_image(rt, i, ref, request.store) for i, ref in enumerate(request.images)]
+    return {"model": rt.engine.model_id, "dim": rt.engine.dim, "results": results}
+
+
+def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"index": index}
+    if ref.s3 is not None:
+        out["s3"] = ref.s3
+    try:
+        blob = None
+        if ref.data is not None:
+            data = _b64decode(ref.data, f"images[{index}].data")
+        else:
+            blob = read_reference(rt, ref.s3 or "")
+            data = blob.data
+        emb = ingest.embed_image(rt.engine, data)
+    except ImageError as exc:
+        record_failure(exc.code)
+        return {**out, "status": exc.http_status, **error_body(exc.code, exc.message)}
+    out.update(embedding_dict(emb))
+    if store and blob is not None:
+        try:
+            out["stored"] = ingest.store(rt, blob, emb) is ingest.Outcome.EMBEDDED
+        except TransientError as exc:
+            logger.warning("store failed", extra={"s3_uri": ref.s3, "error": str(exc)})
+            out.update(stored=False, status=503, **error_body("store_unavailable", "DynamoDB write failed"))
+    return out
+
+
+def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
+    bucket, key = objects.parse_s3_uri(uri)
+    try:
+        return objects.read_object(rt.s3, bucket, key, max_bytes=rt.settings.limits.max_bytes)
+    except (ObjectGone, ObjectChanged) as exc:
+        raise InputError("s3_not_found", f"{uri} does not exist", 404) from exc
+    except AccessDenied as exc:
+        raise InputError("s3_access_denied", f"{uri} cannot be read by this function", 403) from exc
+    except TransientError as exc:
+        raise InputError("s3_unavailable", f"{uri}: S3 is unavailable, retry later", 503) from exc
+
+
+@app.get("/model", summary="The model manifest, its id, dimension and input limits", operation_id="model")
+def model() -> dict[str, Any]:
+    rt = runtime.current()
+    limits = rt.settings.limits
+    return {
+        "model": rt.engine.model_id,
+        "dim": rt.engine.dim,
+        "limits": {
+            "max_image_bytes": limits.max_bytes,
+            "max_image_pixels": limits.max_pixels,
+            "max_batch_images": rt.settings.max_batch,
+        },
+        "manifest": rt.engine.manifest,
+    }
+
+
+@app.get("/health", summary="Liveness: the model is loaded", operation_id="health")
+def health() -> Health:
+    rt = runtime.current()
+    return Health(status="ok", model=rt.engine.model_id, dim=rt.engine.dim)
+
+
+@app.exception_handler(ImageError)
+def _image_error(exc: ImageError) -> Response:
+    logger.info("request rejected", extra={"error_code": exc.code, "error_message": exc.message})
+    record_failure(exc.code)
+    return error_response(exc.http_status, exc.code, exc.message)
+
+
+@app.exception_handler(RequestValidationError)
+def _validation_error(exc: RequestValidationError) -> Response:
+    return error_response(400, "invalid_request", "request does not match the API schema")
+
+
+@app.not_found
+def _not_found(exc: Exception) -> Response:
+    path = app.current_event.path
+    return error_response(404, "not_found", f"no route {app.current_event.http_method} {path}")
+
+
+@app.exception_handler(Exception)
+def _internal_error(exc: Exception) -> Response:
+    logger.exception("unhandled error")  # the trace goes to the log, never to the client
+    return error_response(500, "internal_error", "internal error")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
+
+
+# Referenced by the 200 response's oneOf (see openapi.py, which adds them to components).
+RESPONSE_MODELS = (EmbeddingOut, BatchResponse, ErrorResponse)

@@ -1,0 +1,42 @@
+"""Error classes of the functions, split by what the caller should do about them.
+
+- ``layer.ImageError`` (from the engine) and ``InputError``: permanent, the same input fails again; never
+  retried, recorded instead.
+- ``TransientError``: throttling, 5xx, timeouts, unreachable endpoints; the SQS record fails and is retried
+  (and lands in the DLQ after the redrive limit).
+- ``ObjectGone`` / ``ObjectChanged``: the object the event names no longer exists / was replaced; skipped,
+  because a later event describes the current state.
+"""
+
+from __future__ import annotations
+
+from layer import ImageError
+
+
+class TransientError(RuntimeError):
+    """A dependency failed in a way that retrying later can fix."""
+
+
+class MalformedEvent(ValueError):
+    """An event or SQS message body that is not any S3 notification shape we know."""
+
+
+class ObjectGone(LookupError):
+    """The object (or its bucket / version) does not exist any more: deleted before it was read."""
+
+
+class ObjectChanged(LookupError):
+    """The object was overwritten after the event (its ETag no longer matches): a newer event will come."""
+
+
+class AccessDenied(PermissionError):
+    """Reading the object was refused (bucket policy, KMS key)."""
+
+
+class InputError(ImageError):
+    """A request that is malformed before any image is looked at (API). ``http_status`` is per instance."""
+
+    def __init__(self, code: str, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status

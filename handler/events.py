@@ -1,0 +1,174 @@
+"""Normalise every S3 event shape into one typed ``ObjectEvent``.
+
+Shapes: S3 notifications delivered through SQS (the default topology), direct S3 notifications, EventBridge
+"Object Created" / "Object Deleted" events (direct, or through SQS), and S3 → SNS → SQS fan-out. The
+``s3:TestEvent`` that S3 sends when a notification is configured is ignored. Keys arrive URL-encoded with
+``+`` for a space; they are decoded here, once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationEvent
+
+from handler.errors import MalformedEvent
+
+# Sequencers are hex strings of varying length; S3 says: right-pad the shorter with zeros, then compare as
+# strings. 64 digits leaves room for any sequencer S3 has produced (18-20 today).
+SEQUENCER_WIDTH = 64
+EventKind = Literal["sqs", "s3", "eventbridge", "test", "unknown"]
+
+
+class Action(StrEnum):
+    CREATED = "created"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class ObjectEvent:
+    action: Action
+    bucket: str
+    key: str  # URL-decoded
+    event_time: datetime  # UTC
+    event_name: str
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = None
+    sequencer: str | None = None
+    source: str = "s3"
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def order_key(self) -> str:
+        """A string that sorts in event order for one key: the sequencer where present, else the event time.
+
+        ``1…`` (sequencer) sorts after ``0…`` (time), so an event carrying S3's own ordering always wins over
+        one that only has a clock (e.g. an API ``store`` or moto, which sends no sequencer).
+        """
+        return order_key(self.sequencer, self.event_time)
+
+
+def order_key(sequencer: str | None, when: datetime) -> str:
+    if sequencer:
+        return "1" + sequencer.upper().ljust(SEQUENCER_WIDTH, "0")
+    return "0" + when.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")
+
+
+def parse_time(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def classify(event: Any) -> EventKind:
+    """Which shape a Lambda invocation event has."""
+    if not isinstance(event, dict):
+        return "unknown"
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], dict):
+        source = records[0].get("eventSource") or records[0].get("EventSource")
+        return "sqs" if source == "aws:sqs" else "s3" if source == "aws:s3" else "unknown"
+    if event.get("Event") == "s3:TestEvent":
+        return "test"
+    if "detail-type" in event and event.get("source") == "aws.s3":
+        return "eventbridge"
+    return "unknown"
+
+
+def from_s3_notification(payload: dict[str, Any]) -> list[ObjectEvent]:
+    """An S3 notification (``{"Records": [...]}``); events other than created/removed are dropped."""
+    out: list[ObjectEvent] = []
+    try:
+        for rec in S3Event(payload).records:
+            name = rec.event_name
+            if name.startswith("ObjectCreated:"):
+                action = Action.CREATED
+            elif name.startswith("ObjectRemoved:"):
+                action = Action.REMOVED
+            else:
+                continue  # restore, replication, lifecycle transitions: no change to the pixels
+            obj = rec.s3.get_object
+            raw = obj.raw_event
+            out.append(
+                ObjectEvent(
+                    action=action,
+                    bucket=rec.s3.bucket.name,
+                    key=unquote_plus(obj.key),
+                    event_time=parse_time(rec.event_time),
+                    event_name=name,
+                    size=int(raw["size"]) if raw.get("size") is not None else None,
+                    etag=obj.etag or None,
+                    version_id=obj.version_id or None,
+                    sequencer=raw.get("sequencer") or None,
+                    source="s3",
+                )
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEvent(f"not an S3 notification: {exc!r}") from exc
+    return out
+
+
+def from_eventbridge(payload: dict[str, Any]) -> list[ObjectEvent]:
+    """An EventBridge S3 event; only "Object Created" and "Object Deleted" change an item."""
+    ev = S3EventBridgeNotificationEvent(payload)
+    kind = ev.detail_type
+    if kind == "Object Created":
+        action = Action.CREATED
+    elif kind == "Object Deleted":
+        action = Action.REMOVED
+    else:
+        return []
+    try:
+        obj = ev.detail.object
+        raw = obj.raw_event
+        return [
+            ObjectEvent(
+                action=action,
+                bucket=ev.detail.bucket.name,
+                key=obj.key,  # the data class URL-decodes (unquote_plus)
+                event_time=parse_time(ev.time),
+                event_name=f"EventBridge:{kind}",
+                size=obj.size,
+                etag=obj.etag or None,
+                version_id=raw.get("version-id") or None,
+                sequencer=raw.get("sequencer") or None,
+                source="eventbridge",
+            )
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedEvent(f"not an S3 EventBridge event: {exc!r}") from exc
+
+
+def from_payload(payload: Any) -> list[ObjectEvent]:
+    """Any direct invocation payload or decoded SQS body. ``[]`` for the test event."""
+    kind = classify(payload)
+    if kind == "s3":
+        return from_s3_notification(payload)
+    if kind == "eventbridge":
+        return from_eventbridge(payload)
+    if kind == "test":
+        return []
+    if isinstance(payload, dict) and payload.get("Type") == "Notification" and "Message" in payload:
+        return from_message_body(payload["Message"])  # S3 → SNS → SQS fan-out
+    shape = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
+    raise MalformedEvent(f"unrecognised event shape: {shape}")
+
+
+def from_message_body(body: str) -> list[ObjectEvent]:
+    """The body of one SQS message (JSON text)."""
+    try:
+        payload = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise MalformedEvent(f"SQS message body is not JSON: {str(body)[:80]!r}") from exc
+    return from_payload(payload)

@@ -1,0 +1,142 @@
+"""One object event → engine → sink: the S3 function's work for each record, and the API's ``store``.
+
+Outcomes are values (``Result``); only ``TransientError`` escapes, so the caller can fail just that record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from handler import objects
+from handler.errors import AccessDenied, ObjectChanged, ObjectGone, TransientError
+from handler.events import Action, ObjectEvent, order_key
+from handler.observability import count, logger, record_embedding, record_failure, subsegment
+from handler.runtime import Engine, Runtime
+from handler.sink import ObjectMeta
+from layer import Embedding, ImageError, ImageTooLarge
+
+
+class Outcome(StrEnum):
+    EMBEDDED = "embedded"  # item written
+    DELETED = "deleted"  # item removed (or was already absent)
+    DUPLICATE = "duplicate"  # the item already holds this ETag embedded by this model
+    STALE = "stale"  # the item holds a newer event's data: nothing written
+    GONE = "gone"  # the object was deleted before it was read
+    CHANGED = "changed"  # the object was replaced before it was read: its own event will follow
+    FAILED = "failed"  # permanent input error, recorded at the item's pk
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    uri: str
+    code: str | None = None
+
+
+def embed_image(engine: Engine, data: bytes) -> Embedding:
+    """The engine call, as its own trace subsegment; raises ``ImageError`` for bad input."""
+    with subsegment("engine.embed_one"):
+        emb = engine.embed_one(data)
+    record_embedding(emb)
+    return emb
+
+
+def handle(ev: ObjectEvent, rt: Runtime) -> Result:
+    with logger.append_context_keys(s3_uri=ev.uri, event_name=ev.event_name, order_key=ev.order_key):
+        result = remove(ev, rt) if ev.action is Action.REMOVED else create(ev, rt)
+        count(f"Objects{result.outcome.value.capitalize()}")
+        logger.info("object processed", extra={"outcome": result.outcome.value, "code": result.code})
+        return result
+
+
+def remove(ev: ObjectEvent, rt: Runtime) -> Result:
+    deleted = rt.sink.delete(ev.uri, ev.order_key)
+    return Result(Outcome.DELETED if deleted else Outcome.STALE, ev.uri)
+
+
+def _is_duplicate(stored: dict[str, object], etag: str | None, model: str) -> bool:
+    if not etag or stored.get("etag") != etag:
+        return False
+    if "embedding" in stored:
+        return stored.get("model") == model
+    return "error_code" in stored  # the same bytes failed before: they would fail again
+
+
+def create(ev: ObjectEvent, rt: Runtime) -> Result:
+    meta = ObjectMeta(
+        bucket=ev.bucket,
+        key=ev.key,
+        order_key=ev.order_key,
+        etag=ev.etag,
+        version_id=ev.version_id,
+        sequencer=ev.sequencer,
+        size=ev.size,
+    )
+    stored = rt.sink.get(meta.pk)
+    if stored is not None:
+        if str(stored.get("order_key", "")) > meta.order_key:
+            return Result(Outcome.STALE, meta.pk)
+        if _is_duplicate(stored, ev.etag, rt.engine.model_id):
+            return Result(Outcome.DUPLICATE, meta.pk)
+
+    max_bytes = rt.settings.limits.max_bytes
+    if ev.size is not None and ev.size > max_bytes:  # refused without downloading
+        return fail(rt, meta, ImageTooLarge(f"object is {ev.size} bytes; the limit is {max_bytes}"))
+    try:
+        blob = objects.read_object(
+            rt.s3, ev.bucket, ev.key, max_bytes=max_bytes, etag=ev.etag, version_id=ev.version_id
+        )
+    except ObjectGone:
+        return Result(Outcome.GONE, meta.pk)
+    except ObjectChanged:
+        return Result(Outcome.CHANGED, meta.pk)
+    except AccessDenied as exc:  # a permissions problem someone can fix: retry, then the DLQ keeps it
+        raise TransientError(str(exc)) from exc
+    except ImageTooLarge as exc:
+        return fail(rt, meta, exc)
+    meta = replace(
+        meta,
+        etag=blob.etag or meta.etag,
+        version_id=blob.version_id or meta.version_id,
+        size=blob.size,
+        content_type=blob.content_type,
+    )
+    try:
+        emb = embed_image(rt.engine, blob.data)
+    except ImageError as exc:
+        return fail(rt, meta, exc)
+    if not rt.sink.put_embedding(meta, emb):
+        return Result(Outcome.STALE, meta.pk)
+    # Close the race with a delete that happened while we embedded: its event may already have run and
+    # found nothing to delete. If the key is gone now, take our item back out (only if still ours).
+    if not objects.exists(rt.s3, ev.bucket, ev.key):
+        rt.sink.delete(meta.pk, meta.order_key)
+        return Result(Outcome.GONE, meta.pk)
+    return Result(Outcome.EMBEDDED, meta.pk)
+
+
+def fail(rt: Runtime, meta: ObjectMeta, exc: ImageError) -> Result:
+    """A permanent input error: log it with the key, count it, record it at the item's pk; no retry."""
+    logger.warning(
+        "image rejected", extra={"s3_uri": meta.pk, "error_code": exc.code, "error_message": exc.message}
+    )
+    record_failure(exc.code)
+    if rt.settings.record_failures:
+        rt.sink.put_failure(meta, exc.code, exc.message, rt.engine.model_id)
+    return Result(Outcome.FAILED, meta.pk, exc.code)
+
+
+def store(rt: Runtime, blob: objects.S3Blob, emb: Embedding) -> Outcome:
+    """The API's ``store``: the item the S3 function would write, ordered by the object's LastModified
+    (no sequencer outside an S3 event, so any S3 event for the object takes precedence)."""
+    meta = ObjectMeta(
+        bucket=blob.bucket,
+        key=blob.key,
+        order_key=order_key(None, blob.last_modified),
+        etag=blob.etag,
+        version_id=blob.version_id,
+        size=blob.size,
+        content_type=blob.content_type,
+    )
+    return Outcome.EMBEDDED if rt.sink.put_embedding(meta, emb) else Outcome.STALE

@@ -1,0 +1,80 @@
+"""INIT-time singletons: the engine and the boto3 clients, built once per container and reused by events.
+
+Under Lambda (and the Runtime Interface Emulator) the function modules call ``current()`` at import, so the
+model loads during INIT, not in the first request. Elsewhere (tests, the CLI) it is built on first use, and
+tests may ``install`` a runtime with a fake engine or stubbed clients.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+
+from handler.config import Settings
+from handler.sink import Sink
+from layer import Embedder, Embedding, Limits
+
+# "standard" retries throttling and 5xx with backoff (3 attempts); short timeouts so that an unreachable
+# endpoint fails the record (and SQS retries it) long before the function times out.
+BOTO_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=3,
+    read_timeout=15,
+    max_pool_connections=10,
+)
+
+
+class Engine(Protocol):
+    model_id: str
+    dim: int
+    manifest: dict[str, Any]
+    limits: Limits
+
+    def embed_one(self, data: bytes) -> Embedding: ...
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    s3: Any
+    sink: Sink
+
+    @classmethod
+    def from_env(cls, settings: Settings | None = None) -> Runtime:
+        settings = settings or Settings.from_env()
+        engine = Embedder.from_dir(
+            settings.model_dir,
+            precision="fp32" if settings.precision == "fp32" else "int8",
+            limits=settings.limits,
+        )
+        session = boto3.session.Session()
+        s3 = session.client("s3", config=BOTO_CONFIG)
+        ddb = session.client("dynamodb", config=BOTO_CONFIG)
+        return cls(settings=settings, engine=engine, s3=s3, sink=Sink(ddb, settings.table_name))
+
+
+_current: Runtime | None = None
+
+
+def in_lambda() -> bool:
+    """True inside Lambda or the RIE (both set the Runtime API address for the runtime client)."""
+    return bool(os.environ.get("AWS_LAMBDA_RUNTIME_API"))
+
+
+def current() -> Runtime:
+    global _current  # noqa: PLW0603 - the per-container singleton is the point
+    if _current is None:
+        _current = Runtime.from_env()
+    return _current
+
+
+def install(runtime: Runtime | None) -> Runtime | None:
+    """Replace the singleton (tests); returns the previous one."""
+    global _current
+    previous, _current = _current, runtime
+    return previous

@@ -1,0 +1,109 @@
+"""Handler unit-test helpers: a fake engine (real decoder and error classes, hashed vectors), the committed
+sample events, a Lambda context."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layer import Embedding, Limits
+from layer.decode import decode
+from layer.embedder import Timings
+
+EVENTS = Path(__file__).with_name("events")
+BUCKET = "photos"
+TABLE = "embeddings"
+MODEL_ID = "fake/clip-test"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return copy.deepcopy(json.loads((EVENTS / name).read_text()))
+
+
+class FakeEngine:
+    """Decodes with the real ``layer`` decoder (so every ImageError is genuine) and returns a unit vector
+    derived from the bytes' hash: no ONNX model needed."""
+
+    model_id = MODEL_ID
+    dim = 512
+    manifest: dict[str, Any] = {"model_id": MODEL_ID, "dim": 512, "precision": "int8"}  # noqa: RUF012
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.calls = 0
+
+    @staticmethod
+    def vector_for(data: bytes) -> np.ndarray:
+        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(data).digest()[:8], "little"))
+        v = rng.standard_normal(512).astype(np.float32)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    def embed_one(self, data: bytes) -> Embedding:
+        self.calls += 1
+        decoded = decode(data, self.limits)
+        return Embedding(
+            vector=self.vector_for(data),
+            norm=10.5,
+            width=decoded.width,
+            height=decoded.height,
+            model=self.model_id,
+            format=decoded.format,
+            timings=Timings(1.0, 2.0, 3.0),
+        )
+
+
+@dataclass
+class Context:
+    function_name: str = "clip-lambda-test"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:clip-lambda-test"
+    aws_request_id: str = "req-0001"
+
+
+def s3_notification(
+    bucket: str,
+    key: str,
+    *,
+    action: str = "ObjectCreated:Put",
+    etag: str | None = None,
+    size: int | None = None,
+    sequencer: str | None = None,
+    event_time: str = "2024-05-01T12:00:00.000Z",
+) -> dict[str, Any]:
+    """An S3 notification made from the SAM sample, with the key URL-encoded as S3 does (space → ``+``)."""
+    from urllib.parse import quote_plus  # noqa: PLC0415
+
+    ev = load_event("s3-put.json" if action.startswith("ObjectCreated") else "s3-delete.json")
+    rec = ev["Records"][0]
+    rec["eventName"] = action
+    rec["eventTime"] = event_time
+    rec["s3"]["bucket"]["name"] = bucket
+    rec["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/")}
+    if etag is not None:
+        obj["eTag"] = etag
+    if size is not None:
+        obj["size"] = size
+    if sequencer is not None:
+        obj["sequencer"] = sequencer
+    rec["s3"]["object"] = obj
+    return ev
+
+
+def sqs_event(*bodies: Any) -> dict[str, Any]:
+    """The SAM SQS sample with one record per body (dicts are JSON-encoded)."""
+    template = load_event("sqs-receive-message.json")["Records"][0]
+    records = []
+    for i, body in enumerate(bodies):
+        rec = copy.deepcopy(template)
+        rec["messageId"] = f"msg-{i}"
+        rec["receiptHandle"] = f"handle-{i}"
+        rec["body"] = body if isinstance(body, str) else json.dumps(body)
+        records.append(rec)
+    return {"Records": records}

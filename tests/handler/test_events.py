@@ -1,0 +1,140 @@
+"""Every event shape normalises to the same ObjectEvent; keys are decoded once; order keys sort in time."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from handler import events
+from handler.errors import MalformedEvent
+from handler.events import Action
+from tests.handler.helpers import load_event
+
+
+def s3_put(key: str = "test/key", **obj: object) -> dict:
+    ev = load_event("s3-put.json")
+    ev["Records"][0]["s3"]["object"]["key"] = key
+    ev["Records"][0]["s3"]["object"].update(obj)
+    return ev
+
+
+def test_sam_s3_put_sample() -> None:
+    ev = load_event("s3-put.json")
+    assert events.classify(ev) == "s3"
+    [e] = events.from_payload(ev)
+    assert (e.action, e.bucket, e.key, e.size) == (Action.CREATED, "example-bucket", "test/key", 1024)
+    assert e.etag == "0123456789abcdef0123456789abcdef"
+    assert e.sequencer == "0A1B2C3D4E5F678901"
+    assert e.event_time == datetime(1970, 1, 1, tzinfo=UTC)
+    assert e.uri == "s3://example-bucket/test/key"
+
+
+def test_sam_s3_delete_sample() -> None:
+    [e] = events.from_payload(load_event("s3-delete.json"))
+    assert (e.action, e.key, e.size, e.etag) == (Action.REMOVED, "test/key", None, None)
+
+
+def test_sam_sqs_sample_carrying_s3_notification() -> None:
+    sqs = load_event("sqs-receive-message.json")
+    assert events.classify(sqs) == "sqs"
+    body = json.dumps(load_event("s3-put.json"))
+    [e] = events.from_message_body(body)
+    assert e.key == "test/key"
+
+
+def test_sam_sqs_sample_body_is_not_an_s3_event() -> None:
+    body = load_event("sqs-receive-message.json")["Records"][0]["body"]  # "Hello from SQS!"
+    with pytest.raises(MalformedEvent):
+        events.from_message_body(body)
+    with pytest.raises(MalformedEvent):
+        events.from_message_body(json.dumps({"hello": "world"}))
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decoded"),
+    [
+        ("my+holiday+photo.jpg", "my holiday photo.jpg"),
+        ("a/b/c/d.jpg", "a/b/c/d.jpg"),
+        ("a%2Fb%2Fc.jpg", "a/b/c.jpg"),  # moto encodes slashes; real S3 does not
+        ("caf%C3%A9+%E5%86%99%E7%9C%9F.jpg", "café 写真.jpg"),
+        ("1%2B1%3D2.png", "1+1=2.png"),  # a literal + arrives as %2B
+        ("100%25.png", "100%.png"),
+    ],
+)
+def test_keys_are_url_decoded(encoded: str, decoded: str) -> None:
+    [e] = events.from_payload(s3_put(encoded))
+    assert e.key == decoded
+    assert e.uri == f"s3://example-bucket/{decoded}"
+
+
+def test_s3_test_event_is_ignored_direct_and_via_sqs() -> None:
+    test_event = load_event("s3-test-event.json")
+    assert events.classify(test_event) == "test"
+    assert events.from_payload(test_event) == []
+    assert events.from_message_body(json.dumps(test_event)) == []
+
+
+def test_eventbridge_created_and_deleted() -> None:
+    created = load_event("eventbridge-object-created.json")
+    assert events.classify(created) == "eventbridge"
+    [c] = events.from_payload(created)
+    assert (c.action, c.bucket, c.key, c.size) == (Action.CREATED, "example-bucket", "example-key", 5)
+    assert (c.version_id, c.sequencer, c.source) == (
+        "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+        "00617F08299329D189",
+        "eventbridge",
+    )
+    [d] = events.from_payload(load_event("eventbridge-object-deleted.json"))
+    assert d.action is Action.REMOVED
+    assert d.order_key > c.order_key
+
+
+def test_eventbridge_key_decoding_and_other_detail_types() -> None:
+    created = load_event("eventbridge-object-created.json")
+    created["detail"]["object"]["key"] = "dir/my+photo%C3%A9.jpg"
+    assert events.from_payload(created)[0].key == "dir/my photoé.jpg"
+    created["detail-type"] = "Object Restore Completed"
+    assert events.from_payload(created) == []
+    # EventBridge → SQS target: the message body is the EventBridge event
+    assert events.from_message_body(json.dumps(load_event("eventbridge-object-deleted.json")))[0].action is (
+        Action.REMOVED
+    )
+
+
+def test_sns_envelope_through_sqs() -> None:
+    envelope = {"Type": "Notification", "Message": json.dumps(s3_put("x+y.jpg"))}
+    assert events.from_message_body(json.dumps(envelope))[0].key == "x y.jpg"
+
+
+def test_non_object_events_are_dropped() -> None:
+    ev = s3_put()
+    ev["Records"][0]["eventName"] = "ObjectRestore:Completed"
+    assert events.from_payload(ev) == []
+
+
+def test_sequencer_order_right_pads_and_beats_event_time() -> None:
+    t = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    # S3: "right pad the shorter value with zeros, then compare lexicographically"
+    assert events.order_key("0055AED6DCD90281E6", t) > events.order_key("0055AED6DCD90281E5", t)
+    assert events.order_key("0055AED6DCD90281E50", t) == events.order_key("0055AED6DCD90281E5", t)
+    assert events.order_key("0055AED6DCD90281E51", t) > events.order_key("0055AED6DCD90281E5", t)
+    later = datetime(2024, 5, 1, 12, 0, 0, 1000, tzinfo=UTC)
+    assert events.order_key(None, later) > events.order_key(None, t)
+    assert events.order_key("00", t) > events.order_key(None, later)  # S3's own order wins over a clock
+
+
+def test_missing_sequencer_falls_back_to_event_time() -> None:
+    ev = s3_put()
+    del ev["Records"][0]["s3"]["object"]["sequencer"]
+    ev["Records"][0]["eventTime"] = "2024-05-01T12:00:00.123Z"
+    [e] = events.from_payload(ev)
+    assert e.sequencer is None
+    assert e.order_key == "020240501T120000.123000"
+
+
+def test_unknown_shapes_are_malformed() -> None:
+    for payload in ({}, {"Records": []}, {"detail-type": "Object Created", "source": "aws.ec2"}, [1]):
+        with pytest.raises(MalformedEvent):
+            events.from_payload(payload)

@@ -1,0 +1,313 @@
+"""The S3 function against moto's in-process S3 and DynamoDB, with a fake engine: every event shape,
+ordering and duplicates, and every error class."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from handler import runtime
+from handler import s3 as s3_function
+from handler.sink import decode_vector
+from tests.handler.helpers import BUCKET, FakeEngine, load_event, s3_notification, sqs_event
+from tests.imaging import png_bomb
+
+
+def put(rt: runtime.Runtime, key: str, data: bytes) -> dict[str, Any]:
+    rt.s3.put_object(Bucket=BUCKET, Key=key, Body=data, ContentType="image/jpeg")
+    head = rt.s3.head_object(Bucket=BUCKET, Key=key)
+    return {"etag": head["ETag"].strip('"'), "size": head["ContentLength"]}
+
+
+def created(rt: runtime.Runtime, key: str, data: bytes, seq: str | None = "0055AED6DCD9028100", **kw: Any):
+    return s3_notification(BUCKET, key, sequencer=seq, **put(rt, key, data), **kw)
+
+
+def item(rt: runtime.Runtime, key: str) -> dict[str, Any] | None:
+    return rt.sink.get(f"s3://{BUCKET}/{key}")
+
+
+def engine(rt: runtime.Runtime) -> FakeEngine:
+    assert isinstance(rt.engine, FakeEngine)
+    return rt.engine
+
+
+@pytest.mark.parametrize(
+    "key", ["photo.jpg", "dir/sub dir/my photo.jpg", "café/写真 1+1.jpg", "a/b/c/d/e.jpg"]
+)
+def test_direct_s3_put_writes_the_contract_item(rt, context, photo, key) -> None:
+    result = s3_function.lambda_handler(created(rt, key, photo), context)
+    assert result == {"outcomes": ["embedded"]}
+    got = item(rt, key)
+    assert got is not None
+    vec = decode_vector(got["embedding"])
+    assert vec.dtype == np.dtype("<f4") and vec.shape == (512,)
+    np.testing.assert_array_equal(vec, FakeEngine.vector_for(photo))
+    assert got["pk"] == f"s3://{BUCKET}/{key}"
+    assert (got["dim"], got["norm"], got["model"]) == (512, 10.5, "fake/clip-test")
+    assert (got["width"], got["height"], got["size"]) == (640, 427, len(photo))
+    assert got["content_type"] == "image/jpeg"
+    assert got["sequencer"] == "0055AED6DCD9028100"
+    assert got["etag"] and got["embedded_at"].endswith("Z")
+    assert "error_code" not in got
+
+
+def test_sqs_batch_reports_only_the_failed_message(rt, context, photo, photo2, monkeypatch) -> None:
+    good1 = created(rt, "a.jpg", photo)
+    good2 = created(rt, "b.jpg", photo2)
+    transient = created(rt, "c.jpg", photo)
+    real_put = rt.sink.client.put_item
+
+    def flaky_put(**kw: Any) -> Any:
+        if kw["Item"]["pk"]["S"].endswith("/c.jpg"):
+            raise ClientError(
+                {
+                    "Error": {"Code": "ThrottlingException", "Message": "slow down"},
+                    "ResponseMetadata": {"HTTPStatusCode": 400},
+                },
+                "PutItem",
+            )
+        return real_put(**kw)
+
+    monkeypatch.setattr(rt.sink.client, "put_item", flaky_put)
+    event = sqs_event(good1, "not json at all", transient, good2, load_event("s3-test-event.json"))
+    result = s3_function.lambda_handler(event, context)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-2"}]}
+    assert item(rt, "a.jpg") and item(rt, "b.jpg")
+    assert item(rt, "c.jpg") is None
+
+
+def test_all_failed_batch_is_reported_not_raised(rt, context) -> None:
+    result = s3_function.lambda_handler(sqs_event("x", "y"), context)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "msg-0"}, {"itemIdentifier": "msg-1"}]}
+
+
+def test_sam_sqs_sample_with_sam_s3_put_body(rt, context, photo) -> None:
+    """The two SAM samples composed as S3 → SQS delivers them (bucket/key pointed at a real object)."""
+    s3_put = load_event("s3-put.json")
+    meta = put(rt, "test/key", photo)
+    s3_put["Records"][0]["s3"]["bucket"]["name"] = BUCKET
+    s3_put["Records"][0]["s3"]["object"].update(eTag=meta["etag"], size=meta["size"])
+    sqs = load_event("sqs-receive-message.json")
+    sqs["Records"][0]["body"] = json.dumps(s3_put)
+    assert s3_function.lambda_handler(sqs, context) == {"batchItemFailures": []}
+    assert item(rt, "test/key")["sequencer"] == "0A1B2C3D4E5F678901"
+
+
+def test_test_event_is_ignored(rt, context) -> None:
+    assert s3_function.lambda_handler(load_event("s3-test-event.json"), context) == {"outcomes": []}
+
+
+def test_eventbridge_created_then_deleted(rt, context, photo) -> None:
+    meta = put(rt, "eb/photo one.jpg", photo)
+    ev = load_event("eventbridge-object-created.json")
+    ev["detail"]["bucket"]["name"] = BUCKET
+    ev["detail"]["object"].update(key="eb/photo+one.jpg", etag=meta["etag"], size=meta["size"])
+    del ev["detail"]["object"]["version-id"]  # the bucket is not versioned
+    assert s3_function.lambda_handler(ev, context) == {"outcomes": ["embedded"]}
+    assert item(rt, "eb/photo one.jpg")["sequencer"] == "00617F08299329D189"
+    rm = load_event("eventbridge-object-deleted.json")
+    rm["detail"]["bucket"]["name"] = BUCKET
+    rm["detail"]["object"]["key"] = "eb/photo+one.jpg"
+    assert s3_function.lambda_handler(rm, context) == {"outcomes": ["deleted"]}
+    assert item(rt, "eb/photo one.jpg") is None
+
+
+def test_duplicate_is_not_embedded_twice(rt, context, photo) -> None:
+    ev = created(rt, "dup.jpg", photo)
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["embedded"]
+    first = item(rt, "dup.jpg")
+    assert s3_function.lambda_handler(sqs_event(ev, ev), context) == {"batchItemFailures": []}
+    assert engine(rt).calls == 1
+    assert item(rt, "dup.jpg") == first
+
+
+def test_late_create_never_overwrites_newer_data(rt, context, photo, photo2) -> None:
+    old = created(rt, "k.jpg", photo, seq="0055AED6DCD9028101")
+    new = created(rt, "k.jpg", photo2, seq="0055AED6DCD9028102")
+    assert s3_function.lambda_handler(new, context)["outcomes"] == ["embedded"]
+    # The old event arrives late: stale by sequencer (and its bytes are gone from S3 anyway)
+    assert s3_function.lambda_handler(old, context)["outcomes"] == ["stale"]
+    np.testing.assert_array_equal(
+        decode_vector(item(rt, "k.jpg")["embedding"]), FakeEngine.vector_for(photo2)
+    )
+
+
+def test_late_delete_never_removes_newer_item(rt, context, photo) -> None:
+    delete = s3_notification(BUCKET, "k2.jpg", action="ObjectRemoved:Delete", sequencer="0055AED6DCD9028101")
+    create = created(rt, "k2.jpg", photo, seq="0055AED6DCD9028102")
+    assert s3_function.lambda_handler(create, context)["outcomes"] == ["embedded"]
+    assert s3_function.lambda_handler(delete, context)["outcomes"] == ["stale"]
+    assert item(rt, "k2.jpg") is not None
+
+
+def test_delete_then_late_create_does_not_resurrect(rt, context, photo) -> None:
+    create = created(rt, "k3.jpg", photo, seq="0055AED6DCD9028101")
+    rt.s3.delete_object(Bucket=BUCKET, Key="k3.jpg")
+    delete = s3_notification(BUCKET, "k3.jpg", action="ObjectRemoved:Delete", sequencer="0055AED6DCD9028102")
+    assert s3_function.lambda_handler(delete, context)["outcomes"] == ["deleted"]
+    assert s3_function.lambda_handler(create, context)["outcomes"] == ["stale"] or item(rt, "k3.jpg") is None
+    assert item(rt, "k3.jpg") is None
+
+
+def test_event_time_orders_when_there_is_no_sequencer(rt, context, photo, photo2) -> None:
+    first = created(rt, "t.jpg", photo, seq=None, event_time="2024-05-01T12:00:00.100Z")
+    second = created(rt, "t.jpg", photo2, seq=None, event_time="2024-05-01T12:00:00.200Z")
+    assert s3_function.lambda_handler(second, context)["outcomes"] == ["embedded"]
+    assert s3_function.lambda_handler(first, context)["outcomes"] == ["stale"]
+    assert "sequencer" not in item(rt, "t.jpg")
+    np.testing.assert_array_equal(
+        decode_vector(item(rt, "t.jpg")["embedding"]), FakeEngine.vector_for(photo2)
+    )
+
+
+def test_object_deleted_before_read_is_skipped(rt, context, photo) -> None:
+    ev = created(rt, "gone.jpg", photo)
+    rt.s3.delete_object(Bucket=BUCKET, Key="gone.jpg")
+    assert s3_function.lambda_handler(sqs_event(ev), context) == {"batchItemFailures": []}
+    assert item(rt, "gone.jpg") is None
+    assert engine(rt).calls == 0
+
+
+def test_object_replaced_before_read_is_left_to_its_own_event(rt, context, photo, photo2) -> None:
+    ev = created(rt, "swap.jpg", photo)
+    put(rt, "swap.jpg", photo2)  # new ETag: the old event must not store the new bytes under old metadata
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["changed"]
+    assert item(rt, "swap.jpg") is None
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"this is a text file, not a picture", "not_an_image"),
+        (b"", "empty_image"),
+        ("truncated", "corrupt_image"),
+        ("bomb", "too_many_pixels"),
+    ],
+)
+def test_permanent_errors_are_recorded_not_retried(rt, context, photo, capsys, logs, data, code) -> None:
+    data = {"truncated": photo[: len(photo) // 2], "bomb": png_bomb()}.get(data, data)  # type: ignore[arg-type]
+    result = s3_function.lambda_handler(sqs_event(created(rt, "bad/file x.bin", data)), context)
+    assert result == {"batchItemFailures": []}  # not retried
+    got = item(rt, "bad/file x.bin")
+    assert got["error_code"] == code and got["error_message"]
+    assert "embedding" not in got and got["failed_at"].endswith("Z")
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    failures = [x for x in lines if "EmbedFailures" in x]  # EMF metric with the code dimension
+    assert [x["code"] for x in failures] == [code]
+    assert ["service", "code"] in failures[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    [log] = [x for x in logs() if x.get("message") == "image rejected"]
+    assert (log["s3_uri"], log["error_code"], log["level"]) == (
+        f"s3://{BUCKET}/bad/file x.bin",
+        code,
+        "WARNING",
+    )
+
+
+def test_too_large_is_refused_from_the_event_size_without_download(rt, context, photo, monkeypatch) -> None:
+    ev = created(rt, "big.jpg", photo)
+    ev["Records"][0]["s3"]["object"]["size"] = rt.settings.limits.max_bytes + 1
+
+    def no_download(**kw: Any) -> Any:
+        raise AssertionError("downloaded an oversized object")
+
+    monkeypatch.setattr(rt.s3, "get_object", no_download)
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["failed"]
+    assert item(rt, "big.jpg")["error_code"] == "image_too_large"
+
+
+def test_too_large_without_event_size_is_refused_from_content_length(rt, context) -> None:
+    big = b"\xff\xd8" + b"\0" * (rt.settings.limits.max_bytes + 10)
+    ev = created(rt, "big2.jpg", big)
+    del ev["Records"][0]["s3"]["object"]["size"]
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["failed"]
+    assert item(rt, "big2.jpg")["error_code"] == "image_too_large"
+    assert engine(rt).calls == 0
+
+
+def test_good_upload_replaces_a_failure_record(rt, context, photo) -> None:
+    s3_function.lambda_handler(created(rt, "fix.jpg", b"nope", seq="0055AED6DCD9028101"), context)
+    assert item(rt, "fix.jpg")["error_code"] == "not_an_image"
+    s3_function.lambda_handler(created(rt, "fix.jpg", photo, seq="0055AED6DCD9028102"), context)
+    got = item(rt, "fix.jpg")
+    assert "error_code" not in got and "embedding" in got
+
+
+def s3_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetObject",
+    )
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        s3_error("SlowDown", 503),
+        s3_error("InternalError", 500),
+        s3_error("AccessDenied", 403),
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+    ],
+)
+def test_transient_s3_errors_fail_only_that_record(rt, context, photo, monkeypatch, exc) -> None:
+    ok = created(rt, "ok.jpg", photo)
+    retry = created(rt, "retry.jpg", photo)
+    real_get = rt.s3.get_object
+
+    def get(**kw: Any) -> Any:
+        if kw["Key"] == "retry.jpg":
+            raise exc
+        return real_get(**kw)
+
+    monkeypatch.setattr(rt.s3, "get_object", get)
+    result = s3_function.lambda_handler(sqs_event(ok, retry), context)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
+    assert item(rt, "retry.jpg") is None  # nothing recorded: it will be retried
+
+
+def test_transient_error_in_direct_invocation_raises_for_lambda_retry(
+    rt, context, photo, monkeypatch
+) -> None:
+    ev = created(rt, "direct.jpg", photo)
+
+    def down(**kw: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    monkeypatch.setattr(rt.sink.client, "get_item", down)
+    with pytest.raises(Exception, match="to retry"):
+        s3_function.lambda_handler(ev, context)
+
+
+def test_delete_event_removes_item_and_failure_records(rt, context, photo) -> None:
+    s3_function.lambda_handler(created(rt, "x.jpg", photo, seq="01"), context)
+    s3_function.lambda_handler(created(rt, "y.txt", b"text", seq="01"), context)
+    for key in ("x.jpg", "y.txt"):
+        rm = s3_notification(BUCKET, key, action="ObjectRemoved:DeleteMarkerCreated", sequencer="02")
+        assert s3_function.lambda_handler(sqs_event(rm), context) == {"batchItemFailures": []}
+        assert item(rt, key) is None
+
+
+def test_metrics_and_logs(rt, context, photo, capsys, logs) -> None:
+    s3_function.lambda_handler(created(rt, "m.jpg", photo), context)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    emf = [x for x in lines if "_aws" in x]
+    names = {m["Name"] for x in emf for d in x["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {
+        "ImagesEmbedded",
+        "DecodeTime",
+        "PreprocessTime",
+        "InferenceTime",
+        "WriteTime",
+        "S3ReadTime",
+    } <= names
+    [log] = [x for x in logs() if x.get("message") == "object processed"]
+    assert (log["s3_uri"], log["outcome"], log["function_request_id"]) == (
+        f"s3://{BUCKET}/m.jpg",
+        "embedded",
+        "req-0001",
+    )
+    assert log["level"] == "INFO" and log["service"] == "clip-lambda-test"
