@@ -1,0 +1,299 @@
+"""template.yaml and events/: linted by `sam validate --lint` and cfn-lint, and checked for the properties the
+issue asks for. No Docker engine needed: these always run."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2, S3Event, SQSEvent
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationEvent
+from PIL import Image
+from samcli.yamlhelper import yaml_parse  # parses the short-form intrinsics (!Ref, !Sub, ...)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not installed: pip install -e '.[dev]'")
+    return found
+
+
+def offline_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(SAM_CLI_TELEMETRY="0", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml_parse(TEMPLATE.read_text())
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in resources.items() if v["Type"] == kind}
+
+
+# ------------------------------------------------------------------------------------------------ linters
+def test_sam_validate_lint() -> None:
+    proc = subprocess.run(
+        [tool("sam"), "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=ROOT,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is a valid SAM Template" in proc.stdout + proc.stderr
+
+
+def test_cfn_lint_clean() -> None:
+    proc = subprocess.run(
+        [tool("cfn-lint"), str(TEMPLATE)],
+        cwd=ROOT,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "", proc.stdout
+
+
+# ----------------------------------------------------------------------------------------------- functions
+def test_both_functions_share_one_image_with_different_commands(resources: dict[str, Any]) -> None:
+    functions = of_type(resources, "AWS::Serverless::Function")
+    assert set(functions) == {"S3Function", "ApiFunction"}
+    commands = {name: f["Properties"]["ImageConfig"]["Command"] for name, f in functions.items()}
+    assert commands == {
+        "S3Function": ["handler.s3.lambda_handler"],
+        "ApiFunction": ["handler.api.lambda_handler"],
+    }
+    metadata = [f["Metadata"] for f in functions.values()]
+    assert metadata[0] == metadata[1], "one Dockerfile, context and build args for both functions"
+    assert metadata[0]["Dockerfile"] == "infra/Dockerfile"
+    assert (ROOT / metadata[0]["DockerContext"] / metadata[0]["Dockerfile"]).is_file()
+    for f in functions.values():
+        props = f["Properties"]
+        assert props["PackageType"] == "Image"
+        for key in ("MemorySize", "Timeout", "ReservedConcurrentExecutions"):
+            assert key in props, key
+        assert "LogGroup" in props["LoggingConfig"]
+
+
+def test_parameters_have_reasoned_defaults(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    for name in (
+        "S3FunctionMemorySize",
+        "ApiFunctionMemorySize",
+        "S3FunctionTimeout",
+        "ApiFunctionTimeout",
+        "S3ReservedConcurrency",
+        "ApiReservedConcurrency",
+        "LogRetentionInDays",
+        "ApiAuth",
+    ):
+        assert "Default" in params[name], name
+        assert len(params[name].get("Description", "")) > 20, f"{name}: say why"
+    assert params["ApiAuth"]["Default"] == "AWS_IAM"
+    assert 1024 <= int(params["S3FunctionMemorySize"]["Default"]) <= 10240
+
+
+def test_sqs_event_source_reports_batch_item_failures(resources: dict[str, Any]) -> None:
+    event = resources["S3Function"]["Properties"]["Events"]["ImagesQueue"]
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["ImagesQueue", "Arn"]}
+
+
+# ----------------------------------------------------------------------------------------------- queueing
+def test_queue_has_dead_letter_queue_and_alarm(resources: dict[str, Any]) -> None:
+    redrive = resources["ImagesQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ImagesDeadLetterQueue", "Arn"]}
+    assert "maxReceiveCount" in redrive
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    dims = [d for a in alarms.values() for d in a["Properties"]["Dimensions"]]
+    assert {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ImagesDeadLetterQueue", "QueueName"]}} in dims
+
+
+def refs(node: Any) -> set[str]:
+    """Logical ids a template node refers to (Ref, GetAtt, ${X} / ${X.Attr} in Sub)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+                if isinstance(value, list):
+                    found |= refs(value[1])
+            else:
+                found |= refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= refs(item)
+    return found
+
+
+def test_bucket_notifies_queue_without_a_dependency_cycle(resources: dict[str, Any]) -> None:
+    bucket = resources["ImagesBucket"]
+    queues = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert {q["Event"] for q in queues} == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    assert bucket["DependsOn"] == "ImagesQueuePolicy"
+    policy = resources["ImagesQueuePolicy"]
+    assert "ImagesBucket" not in refs(policy), "the queue policy must not refer to the bucket (cycle)"
+    # ... yet it names exactly this stack's bucket, by the same deterministic name.
+    statement = policy["Properties"]["PolicyDocument"]["Statement"][0]
+    source_arn = statement["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"]
+    assert source_arn[0].endswith(bucket["Properties"]["BucketName"]["Fn::Sub"][0])
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+
+
+def test_table_on_demand_pitr_encrypted(resources: dict[str, Any]) -> None:
+    props = resources["EmbeddingsTable"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+
+
+# ----------------------------------------------------------------------------------------------------- API
+def test_http_api_routes_use_iam_auth_by_default(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    routes = of_type(resources, "AWS::ApiGatewayV2::Route")
+    assert {r["Properties"]["RouteKey"] for r in routes.values()} >= {"POST /embed", "GET /health"}
+    for route in routes.values():
+        assert route["Properties"]["AuthorizationType"] == {"Ref": "ApiAuth"}
+    assert template["Parameters"]["ApiAuth"]["Default"] == "AWS_IAM"
+    assert resources["HttpApi"]["Properties"]["ProtocolType"] == "HTTP"
+    permission = resources["ApiInvokePermission"]["Properties"]
+    assert "HttpApi" in refs(permission["SourceArn"]), "only this API may invoke the function"
+
+
+# ------------------------------------------------------------------------------------------ least privilege
+def statements(resources: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    return [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def actions(statement: dict[str, Any]) -> list[str]:
+    act = statement["Action"]
+    return [act] if isinstance(act, str) else act
+
+
+@pytest.mark.parametrize("role", ["S3FunctionRole", "ApiFunctionRole"])
+def test_roles_are_least_privilege(resources: dict[str, Any], role: str) -> None:
+    assert "ManagedPolicyArns" not in resources[role]["Properties"], "managed policies grant Resource: *"
+    for statement in statements(resources, role):
+        assert statement["Effect"] == "Allow"
+        assert statement["Resource"] != "*", statement
+        for action in actions(statement):
+            assert "*" not in action, action
+            service, verb = action.split(":")
+            target = refs(statement["Resource"])
+            if service == "s3":
+                assert verb in {"GetObject", "GetObjectVersion", "ListBucket"}, action  # read only
+                assert target == {"ImagesBucket"}
+            elif service == "dynamodb":
+                assert verb in {"GetItem", "PutItem", "DeleteItem"}, action
+                assert target == {"EmbeddingsTable"}
+            elif service == "sqs":
+                assert role == "S3FunctionRole"
+                consume = {"ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "GetQueueAttributes"}
+                assert verb in consume, action
+                assert target == {"ImagesQueue"}  # consume only the queue (not even the DLQ)
+            elif service == "logs":
+                assert verb in {"CreateLogStream", "PutLogEvents"}
+                assert len(target) == 1 and next(iter(target)).endswith("LogGroup")
+            else:
+                pytest.fail(f"unexpected action {action}")
+    fn = "S3Function" if role == "S3FunctionRole" else "ApiFunction"
+    assert resources[fn]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+    assert "Policies" not in resources[fn]["Properties"], "SAM Policies would add managed policies"
+
+
+def test_log_groups_have_retention(resources: dict[str, Any]) -> None:
+    groups = of_type(resources, "AWS::Logs::LogGroup")
+    assert len(groups) == 2
+    for g in groups.values():
+        assert g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+
+
+# --------------------------------------------------------------------------------------------------- events
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_sqs_wrapped_s3_put_event_is_real_shaped() -> None:
+    event = SQSEvent(load_event("sqs-s3-put.json"))
+    records = list(event.records)
+    assert len(records) == 1 and records[0].event_source == "aws:sqs"
+    s3 = S3Event(json.loads(records[0].body))
+    assert s3.record.event_name == "ObjectCreated:Put"
+    assert "+" in s3.record.s3.get_object.key, "keys arrive URL-encoded (space as '+')"
+    assert s3.record.s3.get_object.sequencer
+
+
+def test_direct_s3_put_event_is_real_shaped() -> None:
+    event = S3Event(load_event("s3-put.json"))
+    assert event.record.event_source == "aws:s3"
+    assert event.bucket_name.startswith("clip-")
+
+
+def test_eventbridge_event_is_real_shaped() -> None:
+    event = S3EventBridgeNotificationEvent(load_event("eventbridge-object-created.json"))
+    assert event.detail_type == "Object Created"
+    assert event.source == "aws.s3"
+    assert event.detail.object.key
+
+
+def test_api_event_carries_a_base64_photo() -> None:
+    event = APIGatewayProxyEventV2(load_event("api-embed.json"))
+    assert event.request_context.http.method == "POST"
+    assert event.raw_path == "/embed"
+    assert event.is_base64_encoded
+    assert event.request_context.authorizer.iam.user_arn, "IAM-authorized, as the template's default"
+    with Image.open(io.BytesIO(base64.b64decode(event.body or ""))) as img:
+        assert img.format == "JPEG" and min(img.size) >= 224
+
+
+@pytest.mark.parametrize("name", ["sqs-s3-put.json", "s3-put.json", "eventbridge-object-created.json"])
+def test_s3_events_are_understood_by_the_handler(name: str) -> None:
+    events = pytest.importorskip("handler.events")
+    kinds = {"sqs-s3-put.json": "sqs", "s3-put.json": "s3", "eventbridge-object-created.json": "eventbridge"}
+    assert events.classify(load_event(name)) == kinds[name]
+
+
+def test_env_vars_point_every_endpoint_at_loopback() -> None:
+    env = load_event("env.json")
+    assert set(env) == {"S3Function", "ApiFunction"}
+    for values in env.values():
+        assert values["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        assert values["AWS_ENDPOINT_URL_STS"].startswith("http://127.0.0.1:")
