@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -31,7 +30,7 @@ from handler.models import (
     ImageRef,
     error_body,
 )
-from handler.observability import logger, metrics, record_failure, tracer
+from handler.observability import count, logger, metrics, record_failure, tracer
 from layer import Embedding, ImageError
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -52,15 +51,11 @@ _ERRORS: dict[int, Any] = {
 }
 
 
-def json_response(status: int, payload: dict[str, Any]) -> Response:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(payload, separators=(",", ":")),
-    )
+def json_response(status: int, payload: dict[str, Any]) -> Response[dict[str, Any]]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=payload)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
+def error_response(status: int, code: str, message: str) -> Response[dict[str, Any]]:
     return json_response(status, error_body(code, message))
 
 
@@ -242,6 +237,7 @@ def _internal_error(exc: Exception) -> Response:
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    count("Requests")
     return app.resolve(event, context)
 
 

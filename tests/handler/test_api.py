@@ -1,0 +1,233 @@
+"""The API function: routes, the JSON error contract and its statuses, store, and the OpenAPI document."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from handler import api, openapi
+from handler.sink import decode_vector
+from tests.handler.helpers import BUCKET, FakeEngine, http_event, load_event
+from tests.imaging import encode, png_bomb, resized_photo
+
+PNG = encode(resized_photo((200, 150)))
+
+
+def call(event: dict[str, Any], context: Any) -> tuple[int, dict[str, Any]]:
+    response = api.lambda_handler(event, context)
+    assert response["headers"]["Content-Type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+def embed_json(payload: Any, context: Any) -> tuple[int, dict[str, Any]]:
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    return call(http_event("POST", "/embed", body, "application/json"), context)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def assert_error(status_body: tuple[int, dict[str, Any]], status: int, code: str) -> None:
+    got_status, body = status_body
+    assert (got_status, body["error"]["code"]) == (status, code), body
+    assert body["error"]["message"] and "Traceback" not in body["error"]["message"]
+    assert set(body) == {"error"}
+
+
+def test_raw_image_body(rt, context, photo) -> None:
+    status, body = call(http_event("POST", "/embed", photo, "image/jpeg"), context)
+    assert status == 200
+    assert (body["model"], body["dim"], body["width"], body["height"]) == ("fake/clip-test", 512, 640, 427)
+    vec = np.asarray(body["embedding"], dtype=np.float32)
+    np.testing.assert_array_equal(vec, FakeEngine.vector_for(photo))  # float32 survives JSON exactly
+    assert abs(float(np.linalg.norm(vec)) - 1) < 1e-5 and body["norm"] == 10.5
+
+
+def test_sam_http_api_sample_routes_to_embed(rt, context, photo) -> None:
+    ev = load_event("apigateway-http-api-proxy.json")  # the SAM sample, body and path replaced
+    ev["rawPath"] = ev["requestContext"]["http"]["path"] = "/embed"
+    ev["headers"]["Content-Type"] = "image/png; charset=binary"
+    ev["body"], ev["isBase64Encoded"] = b64(photo), True
+    status, body = call(ev, context)
+    assert status == 200 and len(body["embedding"]) == 512
+
+
+def test_octet_stream_is_an_image(rt, context, photo) -> None:
+    assert call(http_event("POST", "/embed", photo, "application/octet-stream"), context)[0] == 200
+
+
+def test_json_batch_in_order_with_errors_in_place(rt, context, photo, photo2) -> None:
+    rt.s3.put_object(Bucket=BUCKET, Key="dir/in s3.jpg", Body=photo2)
+    status, body = embed_json(
+        {
+            "images": [
+                {"data": b64(photo)},
+                {"s3": f"s3://{BUCKET}/dir/in s3.jpg"},
+                {"data": b64(b"plain text")},
+                {"data": "!!!not base64!!!"},
+                {"s3": f"s3://{BUCKET}/missing.jpg"},
+                {"s3": "https://example.com/x.jpg"},
+            ]
+        },
+        context,
+    )
+    assert status == 200 and (body["model"], body["dim"]) == ("fake/clip-test", 512)
+    r = body["results"]
+    assert [x["index"] for x in r] == list(range(6))
+    np.testing.assert_array_equal(np.float32(r[0]["embedding"]), FakeEngine.vector_for(photo))
+    np.testing.assert_array_equal(np.float32(r[1]["embedding"]), FakeEngine.vector_for(photo2))
+    assert r[1]["s3"] == f"s3://{BUCKET}/dir/in s3.jpg" and "stored" not in r[1]
+    assert [(x.get("status"), x.get("error", {}).get("code")) for x in r[2:]] == [
+        (422, "not_an_image"),
+        (400, "invalid_base64"),
+        (404, "s3_not_found"),
+        (400, "invalid_s3_uri"),
+    ]
+    assert rt.sink.get(f"s3://{BUCKET}/dir/in s3.jpg") is None  # store defaults to false
+
+
+def test_store_writes_the_item_the_s3_function_would(rt, context, photo) -> None:
+    rt.s3.put_object(Bucket=BUCKET, Key="a b.jpg", Body=photo, ContentType="image/jpeg")
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/a%20b.jpg"}], "store": True}, context)
+    assert status == 200 and body["results"][0]["stored"] is True
+    item = rt.sink.get(f"s3://{BUCKET}/a b.jpg")
+    np.testing.assert_array_equal(decode_vector(item["embedding"]), FakeEngine.vector_for(photo))
+    assert (item["size"], item["content_type"], item["model"]) == (len(photo), "image/jpeg", "fake/clip-test")
+    assert item["etag"] == rt.s3.head_object(Bucket=BUCKET, Key="a b.jpg")["ETag"].strip('"')
+
+
+def test_s3_reference_access_denied_is_403(rt, context, monkeypatch) -> None:
+    def denied(**kw: Any) -> Any:
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+            "GetObject",
+        )
+
+    monkeypatch.setattr(rt.s3, "get_object", denied)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/secret.jpg"}]}, context)
+    assert status == 200 and body["results"][0]["status"] == 403
+    assert body["results"][0]["error"]["code"] == "s3_access_denied"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"", "image/jpeg", 400, "empty_image"),
+        (None, "image/jpeg", 400, "empty_image"),
+        ("truncated", "image/jpeg", 422, "corrupt_image"),
+        ("truncated_png", "image/png", 422, "corrupt_image"),
+        (b"%PDF-1.7 a document", "image/jpeg", 422, "not_an_image"),
+        ("huge", "image/jpeg", 413, "image_too_large"),
+        ("bomb", "image/png", 413, "too_many_pixels"),
+        ("photo", "text/plain", 415, "unsupported_media_type"),
+        ("photo", None, 415, "unsupported_media_type"),
+        ("photo", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    ],
+)
+def test_raw_body_errors(rt, context, photo, body, content_type, status, code) -> None:
+    body = {
+        "truncated": photo[: len(photo) // 3],
+        "huge": b"\xff\xd8\xff" + b"\0" * rt.settings.limits.max_bytes,
+        "bomb": png_bomb(),
+        "photo": photo,
+        "truncated_png": PNG[: len(PNG) // 2],
+    }.get(body, body)  # type: ignore[arg-type]
+    assert_error(call(http_event("POST", "/embed", body, content_type), context), status, code)
+
+
+def test_raw_body_that_is_not_base64(rt, context) -> None:
+    ev = http_event("POST", "/embed", "x", "image/jpeg")
+    ev["body"], ev["isBase64Encoded"] = "%%%%", True
+    assert_error(call(ev, context), 400, "invalid_base64")
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ("{not json", 400, "invalid_request"),
+        ("[]", 400, "invalid_request"),
+        ({}, 400, "invalid_request"),
+        ({"images": []}, 400, "invalid_request"),
+        ({"images": [{}]}, 400, "invalid_request"),
+        ({"images": [{"data": "", "s3": "s3://b/k"}]}, 400, "invalid_request"),
+        ({"images": [{"data": "aGk="}], "extra": 1}, 400, "invalid_request"),
+        ({"images": [{"data": "aGk="}] * 9}, 413, "too_many_images"),
+    ],
+)
+def test_json_body_errors(rt, context, payload, status, code) -> None:
+    assert_error(embed_json(payload, context), status, code)
+
+
+def test_json_body_sent_base64(rt, context, photo) -> None:
+    ev = http_event(
+        "POST",
+        "/embed",
+        json.dumps({"images": [{"data": b64(photo)}]}),
+        "application/json",
+        base64_encoded=True,
+    )
+    status, body = call(ev, context)
+    assert status == 200 and len(body["results"][0]["embedding"]) == 512
+
+
+def test_model_and_health(rt, context) -> None:
+    status, body = call(http_event("GET", "/model"), context)
+    assert status == 200
+    assert (body["model"], body["dim"], body["manifest"]["model_id"]) == (
+        "fake/clip-test",
+        512,
+        "fake/clip-test",
+    )
+    assert body["limits"] == {
+        "max_image_bytes": 2_000_000,
+        "max_image_pixels": 20_000_000,
+        "max_batch_images": 8,
+    }
+    assert call(http_event("GET", "/health"), context) == (
+        200,
+        {"status": "ok", "model": "fake/clip-test", "dim": 512},
+    )
+
+
+def test_unknown_route_is_json_404(rt, context) -> None:
+    assert_error(call(http_event("GET", "/nope"), context), 404, "not_found")
+
+
+def test_bug_is_500_without_stack_trace(rt, context, photo, monkeypatch, logs) -> None:
+    def boom(data: bytes) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(rt.engine, "embed_one", boom)
+    response = api.lambda_handler(http_event("POST", "/embed", photo, "image/jpeg"), context)
+    assert response["statusCode"] == 500
+    assert json.loads(response["body"]) == {"error": {"code": "internal_error", "message": "internal error"}}
+    assert "secret" not in response["body"]
+    [log] = [x for x in logs() if x.get("message") == "unhandled error"]
+    assert "secret internal detail" in log["exception"]  # the detail goes to the log only
+
+
+def test_error_metric_and_correlation_id(rt, context, capsys, logs) -> None:
+    call(http_event("POST", "/embed", b"nope", "image/jpeg"), context)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [x["code"] for x in lines if "EmbedFailures" in x] == ["not_an_image"]
+    [log] = [x for x in logs() if x.get("message") == "request rejected"]
+    assert log["correlation_id"] == "id" and log["error_code"] == "not_an_image"
+
+
+def test_openapi_document_is_current() -> None:
+    assert openapi.PATH.read_text() == openapi.render(), (
+        "regenerate: python -m handler.openapi > handler/openapi.json"
+    )
+    doc = json.loads(openapi.PATH.read_text())
+    post = doc["paths"]["/embed"]["post"]
+    assert set(post["requestBody"]["content"]) == {"image/*", "application/octet-stream", "application/json"}
+    assert {"200", "400", "403", "404", "413", "415", "422"} <= set(post["responses"])
+    assert set(doc["paths"]) == {"/embed", "/model", "/health"}
+    for ref in json.dumps(doc).split('"$ref": "')[1:]:
+        assert ref.split('"')[0].rsplit("/", 1)[1] in doc["components"]["schemas"]
