@@ -48,9 +48,7 @@ def _embed(args: argparse.Namespace) -> int:
     from layer.embedder import Embedder
     from layer.errors import ImageError
 
-    embedder = Embedder.from_dir(
-        args.model, precision=args.precision, threads=args.threads, fast_jpeg=not args.exact
-    )
+    embedder = Embedder.from_dir(args.model, precision=args.precision, threads=args.threads, fast_jpeg=not args.exact)
     failed = 0
     for path in args.images:
         record: dict[str, object] = {"path": path}
@@ -92,9 +90,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build-model", help="build the gated int8 ONNX model directory")
-    b.add_argument("--source", default="openai/clip-vit-base-patch32",
-                   help="hub id, local save_pretrained dir (CLIPModel or CLIPVisionModelWithProjection), "
-                        "or 'random-init' (untrained, offline)")
+    b.add_argument(
+        "--source",
+        default="openai/clip-vit-base-patch32",
+        help="hub id, local save_pretrained dir (CLIPModel or CLIPVisionModelWithProjection), "
+        "or 'random-init' (untrained, offline)",
+    )
     b.add_argument("--out", required=True, help="model directory to write")
     b.add_argument("--precision", choices=["int8", "fp32"], default="int8")
     b.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")

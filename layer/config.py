@@ -48,8 +48,8 @@ class PreprocessConfig:
             crop_size=_edge(d.get("crop_size", 224), "height"),
             resample=int(d.get("resample", PIL_BICUBIC)),
             rescale_factor=float(d.get("rescale_factor", 1 / 255)),
-            image_mean=tuple(d.get("image_mean", CLIP_MEAN)),  # type: ignore[arg-type]
-            image_std=tuple(d.get("image_std", CLIP_STD)),  # type: ignore[arg-type]
+            image_mean=tuple(d.get("image_mean", CLIP_MEAN)),
+            image_std=tuple(d.get("image_std", CLIP_STD)),
             do_resize=bool(d.get("do_resize", True)),
             do_center_crop=bool(d.get("do_center_crop", True)),
             do_rescale=bool(d.get("do_rescale", True)),

@@ -58,8 +58,7 @@ def open_image(data: bytes, limits: Limits) -> Image.Image:
         raise TooManyPixels(str(exc)) from exc
     except UnidentifiedImageError as exc:
         raise NotAnImage(
-            f"not a supported image (expected one of {', '.join(FORMATS)}; "
-            f"first bytes {data[:8].hex()})"
+            f"not a supported image (expected one of {', '.join(FORMATS)}; first bytes {data[:8].hex()})"
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise CorruptImage(f"cannot read image header: {exc}") from exc

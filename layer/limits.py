@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
@@ -16,7 +17,7 @@ class Limits:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
         """Read ``MAX_IMAGE_BYTES`` / ``MAX_IMAGE_PIXELS`` (the function configuration contract)."""
         env = os.environ if environ is None else environ
         return cls(

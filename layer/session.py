@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,7 @@ class CpuBudget:
         return self.cpus < self.visible - 1e-9
 
     @classmethod
-    def detect(cls, environ: dict[str, str] | None = None) -> CpuBudget:
+    def detect(cls, environ: Mapping[str, str] | None = None) -> CpuBudget:
         env = os.environ if environ is None else environ
         try:
             visible = len(os.sched_getaffinity(0))
@@ -71,7 +72,7 @@ class SessionSettings:
     optimization: str  # "basic" | "extended" | "all" | "disabled"
 
     @classmethod
-    def auto(cls, threads: int | None = None, environ: dict[str, str] | None = None) -> SessionSettings:
+    def auto(cls, threads: int | None = None, environ: Mapping[str, str] | None = None) -> SessionSettings:
         """Threads: explicit argument, else ``CLIP_LAMBDA_THREADS``, else the detected CPU budget."""
         env = os.environ if environ is None else environ
         budget = CpuBudget.detect(env)

@@ -43,8 +43,10 @@ def test_formats_and_modes_decode_to_rgb(fmt: str, mode: str, kw: dict[str, obje
     assert (out.width, out.height) == (160, 120)
     assert out.format == fmt
     # Content survives: close to the source photo (lossy formats and palettes allow some error).
-    diff = np.abs(np.asarray(out.image, np.float32) - np.asarray(src.convert("L").convert("RGB")
-                  if mode in ("L", "LA") else src, np.float32))
+    diff = np.abs(
+        np.asarray(out.image, np.float32)
+        - np.asarray(src.convert("L").convert("RGB") if mode in ("L", "LA") else src, np.float32)
+    )
     assert diff.mean() < 20
 
 

@@ -61,8 +61,7 @@ def test_fp32_equals_normalized_hf_get_image_features(
 
 def test_int8_agrees_with_fp32(int8: Embedder, fp32: Embedder) -> None:
     cosines = {
-        name: float(int8.embed_one(data).vector @ fp32.embed_one(data).vector)
-        for name, data in varied_images().items()
+        name: float(int8.embed_one(data).vector @ fp32.embed_one(data).vector) for name, data in varied_images().items()
     }
     assert min(cosines.values()) >= 0.999, cosines
 

@@ -1,0 +1,157 @@
+"""``clip-lambda build-model``: checkpoint → ONNX → int8 → gate → model directory (see the contract)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import onnxruntime
+
+from layer.build.quantize import QuantSettings, quantize
+from layer.config import PreprocessConfig
+from layer.embedder import Embedder
+from layer.manifest import (
+    FP32_FILE,
+    INPUT_NAME,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    OUTPUT_NAME,
+    PREPROCESSOR_FILE,
+    sha256_file,
+)
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class BuildOptions:
+    source: str = "openai/clip-vit-base-patch32"
+    out: Path = Path("build/model")
+    precision: Literal["int8", "fp32"] = "int8"
+    revision: str | None = None
+    seed: int = 0
+    quant: QuantSettings = field(default_factory=QuantSettings)
+    min_cosine: float = 0.999
+
+
+class _Steps:
+    def __init__(self, total: int, log: Log) -> None:
+        self.total, self.n, self.log = total, 0, log
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.n += 1
+        self.log(f"[{self.n}/{self.total}] {name} ...")
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.timings[name] = round(dt, 2)
+        self.log(f"[{self.n}/{self.total}] {name}: done in {dt:.1f}s")
+
+
+def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
+    """Build into a temporary sibling directory and rename it into place, so a failed build (gate
+    included) never leaves a half-written model directory where a previous good one was."""
+    # Heavy imports here so `clip-lambda --help` stays fast.
+    import torch
+    import transformers
+
+    from layer.build.calibration import calibration_images
+    from layer.build.export import OPSET, export_onnx
+    from layer.build.gate import GateFailed, run_gate
+    from layer.build.source import load_source
+
+    out = Path(opts.out)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    steps = _Steps(4 if opts.precision == "fp32" else 5, log)
+    started = datetime.now(UTC)
+    try:
+        with steps.step(f"load {opts.source}"):
+            loaded = load_source(opts.source, revision=opts.revision, seed=opts.seed)
+        if loaded.source == "random-init":
+            log("WARNING: random-init weights: an untrained model, for offline development only")
+        config = (
+            PreprocessConfig.from_dict(loaded.preprocessor) if loaded.preprocessor else PreprocessConfig()
+        )
+        (tmp / PREPROCESSOR_FILE).write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
+        with steps.step("export ONNX (fp32)"):
+            export_onnx(loaded.model, tmp / FP32_FILE, image_size=config.crop_size)
+        model_id, source_kind, revision = loaded.model_id, loaded.source, loaded.revision
+        del loaded  # free the torch weights before quantizing
+        images = calibration_images(opts.seed)
+        gate: dict[str, Any] = {"applicable": False, "reason": "fp32 build ships the reference export"}
+        if opts.precision == "int8":
+            with steps.step(f"quantize int8 ({opts.quant.method}, {'+'.join(opts.quant.op_types)})"):
+                calib = []
+                if opts.quant.method == "static":
+                    ref = Embedder(tmp / FP32_FILE, config, fast_jpeg=False)
+                    calib = [ref.pixel_values(data)[0] for _, data in images]
+                quantize(tmp / FP32_FILE, tmp / MODEL_FILE, opts.quant, calib)
+            with steps.step(f"accuracy gate on {len(images)} images (min cosine ≥ {opts.min_cosine})"):
+                result = run_gate(
+                    Embedder(tmp / MODEL_FILE, config, fast_jpeg=False),
+                    Embedder(tmp / FP32_FILE, config, fast_jpeg=False),
+                    images,
+                    opts.min_cosine,
+                )
+                log(f"    cosine min {result.cosine_min:.6f} ({result.worst}), mean {result.cosine_mean:.6f}")
+                gate = {"applicable": True, **result.to_dict()}
+                if not result.passed:
+                    raise GateFailed(result)
+        else:
+            try:
+                os.link(tmp / FP32_FILE, tmp / MODEL_FILE)
+            except OSError:
+                shutil.copyfile(tmp / FP32_FILE, tmp / MODEL_FILE)
+        with steps.step("write manifest"):
+            manifest: dict[str, Any] = {
+                "model_id": model_id,
+                "source": {"kind": source_kind, "name": opts.source, "revision": revision},
+                "random_init": source_kind == "random-init",
+                "precision": opts.precision,
+                "dim": 512,
+                "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["N", 3, config.crop_size, config.crop_size]},
+                "output": {"name": OUTPUT_NAME, "shape": ["N", 512], "normalized": False},
+                "opset": OPSET,
+                "quantization": opts.quant.to_dict() if opts.precision == "int8" else None,
+                "accuracy_gate": gate,
+                "versions": {
+                    "onnxruntime": onnxruntime.__version__,
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                    "python": platform.python_version(),
+                },
+                "built_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "build_seconds": steps.timings,
+                "files": {
+                    p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                    for p in sorted(tmp.iterdir())
+                    if p.is_file()
+                },
+            }
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    log(f"model directory ready: {out} ({manifest['model_id']}, {opts.precision})")
+    return manifest

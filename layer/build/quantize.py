@@ -1,0 +1,96 @@
+"""int8 quantization with onnxruntime's own tools.
+
+Default: dynamic quantization of MatMul weights only (per output channel, signed int8), patch Conv left
+fp32: ~6× faster than fp32 on VNNI CPUs at cosine ≥ 0.9999 on random weights. The engine runs one image per
+session call, which keeps dynamic (per-tensor, per-run) activation scales batch-invariant.
+``static`` (QDQ with calibrated activation scales) is offered for experiments; on all op types it loses
+accuracy badly, which is what the accuracy gate is for.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from layer.manifest import INPUT_NAME
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    method: Literal["dynamic", "static"] = "dynamic"
+    op_types: tuple[str, ...] = ("MatMul",)
+    per_channel: bool = True
+    weight_type: Literal["int8", "uint8"] = "int8"
+    reduce_range: bool = False  # only needed on CPUs without VNNI, where u8×s8 products can saturate
+    nodes_to_exclude: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["op_types"] = list(self.op_types)
+        d["nodes_to_exclude"] = list(self.nodes_to_exclude)
+        return d
+
+
+class _Calibration(CalibrationDataReader):
+    def __init__(self, pixel_values: Sequence[np.ndarray]) -> None:
+        self._items: Iterator[np.ndarray] = iter(pixel_values)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._items, None)
+        return None if x is None else {INPUT_NAME: x[None].astype(np.float32)}
+
+
+def quantize(
+    fp32_path: Path,
+    out_path: Path,
+    settings: QuantSettings,
+    calibration: Sequence[np.ndarray] = (),
+) -> Path:
+    weight_type = QuantType.QInt8 if settings.weight_type == "int8" else QuantType.QUInt8
+    with tempfile.TemporaryDirectory(prefix="clip-quant-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        # ORT's recommended pre-processing: shape inference + graph cleanup before quantization.
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        if settings.method == "dynamic":
+            quantize_dynamic(
+                str(pre),
+                str(out_path),
+                op_types_to_quantize=list(settings.op_types),
+                per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
+                weight_type=weight_type,
+                nodes_to_exclude=list(settings.nodes_to_exclude),
+                extra_options={"MatMulConstBOnly": True},
+            )
+        else:
+            if not calibration:
+                raise ValueError("static quantization needs calibration images")
+            quantize_static(
+                str(pre),
+                str(out_path),
+                _Calibration(calibration),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(settings.op_types),
+                per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
+                activation_type=QuantType.QUInt8,
+                weight_type=weight_type,
+                nodes_to_exclude=list(settings.nodes_to_exclude),
+            )
+        for extra in Path(tmp).glob("*.data"):
+            shutil.move(str(extra), out_path.parent / extra.name)
+    return out_path
