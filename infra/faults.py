@@ -1,0 +1,106 @@
+"""A fault-injecting HTTP proxy on 127.0.0.1, put between a function and one service (``AWS_ENDPOINT_URL_<SERVICE>``).
+
+Modes: ``pass`` (forward), ``throttle`` (answer DynamoDB's 400 ``ThrottlingException``, which botocore
+retries and then raises), ``error`` (HTTP 500) and ``down`` (close the connection without answering, as
+an unreachable endpoint). The tests switch modes to simulate an outage "for a while".
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+from urllib.parse import urlsplit
+
+from infra.net import HOST, free_port
+
+Mode = Literal["pass", "throttle", "error", "down"]
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+
+@dataclass
+class FaultProxy:
+    target: str  # http://127.0.0.1:PORT of the real endpoint
+    mode: Mode = "pass"
+    port: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {"pass": 0, "throttle": 0, "error": 0, "down": 0})
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> FaultProxy:
+        self.port = self.port or free_port()
+        proxy = self
+        target = urlsplit(self.target)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                mode = proxy.mode
+                proxy.counts[mode] += 1
+                if mode == "down":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if mode in ("throttle", "error"):
+                    status = 400 if mode == "throttle" else 500
+                    code = "ThrottlingException" if mode == "throttle" else "InternalServerError"
+                    out = json.dumps(
+                        {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": f"injected {mode}"}
+                    ).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/x-amz-json-1.0")
+                    self.send_header("x-amzn-ErrorType", code)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                    return
+                conn = http.client.HTTPConnection(target.hostname or HOST, target.port or 80, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> FaultProxy:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

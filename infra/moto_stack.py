@@ -1,0 +1,143 @@
+"""A moto server on 127.0.0.1 with the resources of template.yaml: bucket, queue + DLQ (redrive policy),
+S3 → SQS notifications for created/removed objects, and the embeddings table.
+
+    with MotoStack().start() as stack:
+        s3 = stack.client("s3")
+        env = stack.function_env()   # AWS_ENDPOINT_URL, TABLE_NAME, dummy credentials, region
+
+moto runs as its own process (``python -m moto.server``), so its state never mixes with in-process
+``mock_aws`` tests, and ``stop()`` ends exactly that process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from infra.net import HOST, free_port, wait_listening
+
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+
+
+@dataclass(frozen=True)
+class StackNames:
+    bucket: str = "clip-lambda-images"
+    queue: str = "clip-lambda-events"
+    dlq: str = "clip-lambda-events-dlq"
+    table: str = "clip-lambda-embeddings"
+    max_receive_count: int = 3  # deliveries before SQS moves a message to the DLQ
+    visibility_timeout: int = 30  # seconds a failed message stays invisible before its retry
+
+
+@dataclass
+class MotoStack:
+    names: StackNames = field(default_factory=StackNames)
+    port: int = 0
+    log_path: Path | None = None
+    queue_url: str = ""
+    dlq_url: str = ""
+    queue_arn: str = ""
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def client(self, service: str, endpoint: str | None = None) -> Any:
+        session: Any = boto3.session.Session(
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=REGION,
+        )
+        config = Config(retries={"mode": "standard", "max_attempts": 3})
+        return session.client(service, endpoint_url=endpoint or self.endpoint, config=config)
+
+    def start(self) -> MotoStack:
+        self.port = self.port or free_port()
+        if self.log_path is None:
+            self.log_path = Path(tempfile.mkdtemp(prefix="moto-")) / "moto.log"
+        log = self.log_path.open("wb")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **CREDENTIALS},
+            start_new_session=True,
+        )
+        log.close()
+        try:
+            wait_listening(self.port, timeout=60, alive=lambda: self._proc is not None and self._proc.poll() is None)
+            self.create_resources()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def create_resources(self) -> None:
+        n = self.names
+        sqs, s3, ddb = self.client("sqs"), self.client("s3"), self.client("dynamodb")
+        self.dlq_url = sqs.create_queue(QueueName=n.dlq)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.queue_url = sqs.create_queue(
+            QueueName=n.queue,
+            Attributes={
+                "VisibilityTimeout": str(n.visibility_timeout),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": n.max_receive_count}),
+            },
+        )["QueueUrl"]
+        self.queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        s3.create_bucket(Bucket=n.bucket)
+        s3.put_bucket_notification_configuration(
+            Bucket=n.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"QueueArn": self.queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+                ]
+            },
+        )
+        ddb.create_table(
+            TableName=n.table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+    def function_env(self, **overrides: str) -> dict[str, str]:
+        """Environment for a function that talks to this stack (the design.md configuration contract)."""
+        return {
+            **CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "TABLE_NAME": self.names.table,
+            **overrides,
+        }
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> MotoStack:
+        return self if self._proc else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
