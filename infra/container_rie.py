@@ -1,0 +1,187 @@
+"""Run the Lambda image under the Runtime Interface Emulator (RIE) in Docker, on host networking.
+
+Used by the container tests and the cold-start / cost measurements (infra/measure_*.py). The RIE binary
+is the one the aws-sam-cli wheel ships; it is bind-mounted as the container's entrypoint, so the image
+itself stays free of it (as on Lambda, where the service provides the runtime API). Both RIE addresses are
+pinned to 127.0.0.1 (by default it would listen on 0.0.0.0:8080), and ``--network host`` lets the function
+reach a moto server on the host's loopback.
+
+    with ContainerFunction("clip-lambda:dev", "handler.api.lambda_handler", env={...}) as fn:
+        payload, wall_ms = fn.invoke(event)
+        fn.reports()  # parsed REPORT lines: init_ms, duration_ms, ...
+
+``memory_mb`` reproduces a Lambda memory size: ``--memory M`` and ``--cpus M/1769`` (Lambda gives one
+vCPU's worth of CPU time per 1,769 MB) plus ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` so that the function sizes
+its thread pool as it would on Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+VCPU_MB = 1769  # Lambda: 1,769 MB of memory = one vCPU's worth of CPU time
+INVOKE_PATH = "/2015-03-31/functions/function/invocations"
+_REPORT = re.compile(r"^REPORT RequestId: (?P<id>\S+)(?P<rest>.*)$", re.MULTILINE)
+_FIELD = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size|Max Memory Used): ([\d.]+)")
+_INIT = re.compile(r"INIT REPORT\(durationMs: ([\d.]+)\)")
+_RTDONE = re.compile(r"INVOKE RTDONE\(status: (\w+), produced bytes: \d+, duration: ([\d.]+)ms\)")
+
+
+def rie_binary() -> Path:
+    """The RIE that aws-sam-cli ships (`samcli/local/rapid/aws-lambda-rie-<arch>`)."""
+    import samcli  # noqa: PLC0415 - a dev dependency, needed only here
+
+    arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    path = Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{arch}"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is aws-sam-cli installed?")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@dataclass
+class Report:
+    request_id: str
+    duration_ms: float
+    billed_ms: float
+    init_ms: float | None = None  # RIE's own INIT REPORT, attached to the invoke that triggered INIT
+    invoke_ms: float | None = None  # RIE's INVOKE RTDONE duration: the handler alone, without INIT
+
+
+@dataclass
+class ContainerFunction:
+    image: str
+    command: str  # the handler, e.g. "handler.s3.lambda_handler"
+    env: dict[str, str] = field(default_factory=dict)
+    memory_mb: int | None = None  # None: no CPU/memory limit
+    timeout_s: int = 300
+    name: str = field(default_factory=lambda: f"clip-rie-{uuid.uuid4().hex[:10]}")
+    port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    started_at: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{INVOKE_PATH}"
+
+    def start(self) -> ContainerFunction:
+        env = {
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(self.timeout_s),
+            "AWS_LAMBDA_FUNCTION_NAME": self.command.split(".")[1] if "." in self.command else "function",
+            **({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb)} if self.memory_mb else {}),
+            **self.env,
+        }
+        args = ["run", "--detach", "--name", self.name, "--network", "host"]
+        args += ["--volume", f"{rie_binary()}:/rie:ro", "--entrypoint", "/rie"]
+        if self.memory_mb:
+            args += ["--memory", f"{self.memory_mb}m", "--memory-swap", f"{self.memory_mb}m"]
+            args += ["--cpus", f"{self.memory_mb / VCPU_MB:.3f}"]
+        for key, value in env.items():
+            args += ["--env", f"{key}={value}"]
+        args += [
+            self.image,
+            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
+            "--runtime-api-address", f"127.0.0.1:{self.api_port}",
+            "/opt/venv/bin/python", "-m", "awslambdaric", self.command,
+        ]
+        docker(*args)
+        self.started_at = time.monotonic()
+        self._wait_listening()
+        return self
+
+    def _wait_listening(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                s.settimeout(0.2)
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            if not self.running():
+                raise RuntimeError(f"container {self.name} exited:\n{self.logs()}")
+            time.sleep(0.05)
+        raise TimeoutError(f"RIE in {self.name} did not listen on {self.port}:\n{self.logs()}")
+
+    def running(self) -> bool:
+        out = docker("inspect", "--format", "{{.State.Running}}", self.name, check=False)
+        return out.stdout.strip() == "true"
+
+    def invoke(self, event: Any, timeout: float | None = None) -> tuple[Any, float]:
+        """POST the event; returns (decoded response payload, wall-clock ms)."""
+        data = json.dumps(event).encode()
+        req = urllib.request.Request(self.url, data=data, method="POST")  # noqa: S310 - loopback http
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout_s + 30) as resp:  # noqa: S310
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+        wall_ms = (time.perf_counter() - t0) * 1e3
+        try:
+            return json.loads(body), wall_ms
+        except json.JSONDecodeError:
+            return body.decode(errors="replace"), wall_ms
+
+    def logs(self) -> str:
+        out = docker("logs", self.name, check=False)
+        return out.stdout + out.stderr
+
+    def reports(self) -> list[Report]:
+        """The RIE's REPORT lines, with its INIT and INVOKE RTDONE figures attached (in order)."""
+        text = self.logs()
+        inits = [float(m) for m in _INIT.findall(text)]
+        invokes = [float(d) for _, d in _RTDONE.findall(text)]
+        reports = []
+        for i, m in enumerate(_REPORT.finditer(text)):
+            fields = dict(_FIELD.findall(m.group("rest")))
+            reports.append(
+                Report(
+                    request_id=m.group("id"),
+                    duration_ms=float(fields.get("Duration", "nan")),
+                    billed_ms=float(fields.get("Billed Duration", "nan")),
+                    init_ms=inits[0] if i == 0 and inits else None,
+                    invoke_ms=invokes[i] if i < len(invokes) else None,
+                )
+            )
+        return reports
+
+    def stop(self) -> None:
+        docker("rm", "--force", self.name, check=False)
+
+    def __enter__(self) -> ContainerFunction:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def engine_env() -> dict[str, str]:
+    """The environment for `docker` subprocesses: DOCKER_HOST from infra/docker-engine.sh when unset."""
+    env = dict(os.environ)
+    if "DOCKER_HOST" not in env:
+        # the folder infra/docker-engine.sh uses (root-owned daemon state, not a scratch file)
+        root = os.environ.get("CLIP_DOCKER_ROOT", "/var/tmp/clip-lambda-docker")  # noqa: S108
+        sock = Path(root) / "docker.sock"
+        if sock.exists():
+            env["DOCKER_HOST"] = f"unix://{sock}"
+    return env

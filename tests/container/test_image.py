@@ -1,0 +1,280 @@
+"""The Lambda image (infra/Dockerfile): contents, and both functions under the Runtime Interface Emulator.
+
+The round trip is the production topology on loopback: moto (S3, SQS, DynamoDB) on 127.0.0.1, S3 → SQS
+notifications, a poller that turns received messages into Lambda's SQS event (as the event source mapping
+does) and honours ``batchItemFailures``, the S3 function in the image under the RIE with host networking,
+and the DynamoDB items checked against the host's engine on the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto.server import ThreadedMotoServer
+from PIL import Image
+
+from infra.container_rie import ContainerFunction, free_port
+
+pytestmark = pytest.mark.container
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+REGION = "us-east-1"
+MAX_IMAGE_MB = 450
+
+
+def docker_out(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+def in_image(image: str, script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", image, "-c", script],
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- contents
+def test_image_size_within_budget(lambda_image: str) -> None:
+    size_mb = int(docker_out("image", "inspect", "--format", "{{.Size}}", lambda_image)) / 1e6
+    print(f"image {lambda_image}: {size_mb:.0f} MB")
+    assert size_mb <= MAX_IMAGE_MB
+
+
+def test_image_runs_as_non_root_with_awslambdaric_entrypoint(lambda_image: str) -> None:
+    config = json.loads(docker_out("image", "inspect", "--format", "{{json .Config}}", lambda_image))
+    assert config["User"] not in ("", "0", "root", "0:0")
+    assert config["Entrypoint"] == ["/opt/venv/bin/python", "-m", "awslambdaric"]
+    assert config["Cmd"] == ["handler.s3.lambda_handler"]
+    assert in_image(lambda_image, "id -u").stdout.strip() != "0"
+
+
+def test_image_holds_only_runtime_pieces(lambda_image: str) -> None:
+    proc = in_image(
+        lambda_image,
+        "ls /opt/model; "
+        "for m in torch transformers onnx pip setuptools; do "
+        "  python -c \"import $m\" 2>/dev/null && echo HAS-$m; done; "
+        "for c in gcc cc g++ make; do command -v $c >/dev/null && echo HAS-$c; done; "
+        "python -c 'import onnxruntime, numpy, PIL, aws_lambda_powertools, boto3, awslambdaric'"
+        " && echo RUNTIME-OK",
+    )
+    out = proc.stdout.split()
+    assert sorted(o for o in out if not o.startswith(("HAS-", "RUNTIME"))) == [
+        "manifest.json", "model.onnx", "preprocessor_config.json",
+    ], "no model.fp32.onnx"
+    assert [o for o in out if o.startswith("HAS-")] == []
+    assert "RUNTIME-OK" in out, proc.stderr
+
+
+def test_image_model_matches_the_built_model(lambda_image: str, model_dir: Path) -> None:
+    digest = in_image(lambda_image, "sha256sum /opt/model/model.onnx").stdout.split()[0]
+    assert digest == hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ photos
+def jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, bytes]:
+    from sklearn.datasets import load_sample_image
+
+    china = Image.fromarray(load_sample_image("china.jpg"))
+    flower = Image.fromarray(load_sample_image("flower.jpg"))
+    return {
+        "photos/china palace.jpg": jpeg(china),  # a space: arrives as "+" in the notification
+        "photos/flower.jpg": jpeg(flower),
+        "photos/2024/china-12mp.jpg": jpeg(china.resize((4000, 3000), Image.Resampling.BICUBIC)),
+        "docs/readme.txt": b"not an image\n",
+    }
+
+
+# -------------------------------------------------------------------------------------------------- moto
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def client(service: str, endpoint: str) -> Any:
+    return boto3.client(
+        service, endpoint_url=endpoint, region_name=REGION,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+
+
+def function_env(endpoint: str, table: str) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoint,  # every AWS call goes to moto on loopback
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "TABLE_NAME": table,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """What the Lambda event source mapping hands the function for received SQS messages."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def drain(fn: ContainerFunction, sqs: Any, queue_url: str, queue_arn: str, until: float) -> list[Any]:
+    """Poll the queue, invoke the function per batch, delete what succeeded; returns the responses."""
+    responses = []
+    idle = 0
+    while time.monotonic() < until and idle < 3:
+        got = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not got:
+            idle += 1
+            continue
+        idle = 0
+        payload, _ = fn.invoke(sqs_event(got, queue_arn))
+        responses.append(payload)
+        assert isinstance(payload, dict) and "batchItemFailures" in payload, (payload, fn.logs()[-3000:])
+        failed = {f["itemIdentifier"] for f in payload["batchItemFailures"]}
+        for m in got:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return responses
+
+
+def test_s3_sqs_function_dynamodb_round_trip(
+    lambda_image: str, moto: str, photos: dict[str, bytes], model_dir: Path
+) -> None:
+    s3, sqs, ddb = client("s3", moto), client("sqs", moto), client("dynamodb", moto)
+    bucket, table = "clip-round-trip", "clip-embeddings"
+    s3.create_bucket(Bucket=bucket)
+    queue_url = sqs.create_queue(QueueName="clip-images", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    ddb.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    )
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+            ]
+        },
+    )
+    for key, data in photos.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+    fn = ContainerFunction(lambda_image, "handler.s3.lambda_handler", env=function_env(moto, table))
+    with fn:
+        # The s3:TestEvent that configuring the notification queued comes first: ignored, not failed.
+        drain(fn, sqs, queue_url, queue_arn, until=time.monotonic() + 180)
+        items = {
+            i["pk"]["S"]: i for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]
+        }
+        expected = {f"s3://{bucket}/{key}" for key in photos}
+        assert set(items) == expected, fn.logs()[-4000:]
+
+        # Photos: unit vectors equal (cosine) to the host engine's on the same bytes and model.
+        from layer import Embedder
+
+        host = Embedder.from_dir(model_dir)
+        for key, data in photos.items():
+            item = items[f"s3://{bucket}/{key}"]
+            if key.endswith(".txt"):
+                assert "embedding" not in item and "error_code" in item  # a failure record, not a retry
+                continue
+            vec = np.frombuffer(item["embedding"]["B"], "<f4")
+            assert vec.shape == (512,) and int(item["dim"]["N"]) == 512
+            assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
+            ref = host.embed_one(data)
+            assert float(vec @ ref.vector) > 0.9999, key
+            assert (int(item["width"]["N"]), int(item["height"]["N"])) == (ref.width, ref.height)
+        big = items[f"s3://{bucket}/photos/2024/china-12mp.jpg"]
+        assert (int(big["width"]["N"]), int(big["height"]["N"])) == (4000, 3000)
+
+        # A delete flows through the same path and removes the item.
+        s3.delete_object(Bucket=bucket, Key="photos/flower.jpg")
+        drain(fn, sqs, queue_url, queue_arn, until=time.monotonic() + 60)
+        keys = {i["pk"]["S"] for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]}
+        assert f"s3://{bucket}/photos/flower.jpg" not in keys
+        assert f"s3://{bucket}/photos/china palace.jpg" in keys
+
+        reports = fn.reports()
+        assert reports and reports[0].init_ms is not None
+        print(f"S3 function under RIE: INIT {reports[0].init_ms:.0f} ms, invokes "
+              + ", ".join(f"{r.duration_ms:.0f}" for r in reports) + " ms")
+        assert reports[0].init_ms < 10_000, "Lambda's INIT limit is 10 s"
+
+
+# --------------------------------------------------------------------------------------------------- API
+def api_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_api_function_under_rie(lambda_image: str) -> None:
+    env = function_env("http://127.0.0.1:9", "unused")  # the API's image path never calls AWS
+    with ContainerFunction(lambda_image, "handler.api.lambda_handler", env=env) as fn:
+        resp, _ = fn.invoke(api_event("api-embed.json"))
+        assert resp["statusCode"] == 200, (resp, fn.logs()[-3000:])
+        body = json.loads(resp["body"])
+        vec = np.asarray(body["embedding"], dtype=np.float64)
+        assert vec.shape == (512,) and abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
+
+        resp, _ = fn.invoke(api_event("api-malformed.json"))
+        assert resp["statusCode"] == 400
+        assert json.loads(resp["body"])["error"]["code"] == "invalid_base64"
+
+        resp, _ = fn.invoke(api_event("api-not-an-image.json"))
+        assert resp["statusCode"] == 422
+        assert json.loads(resp["body"])["error"]["code"]
+
+        event = api_event("api-embed.json")
+        event.update(routeKey="GET /health", rawPath="/health", body=None, isBase64Encoded=False)
+        event["requestContext"].update(routeKey="GET /health")
+        event["requestContext"]["http"].update(method="GET", path="/health")
+        resp, _ = fn.invoke(event)
+        assert resp["statusCode"] == 200, resp
+
+        reports = fn.reports()
+        print(f"API function under RIE: INIT {reports[0].init_ms:.0f} ms, first invoke "
+              f"{reports[0].invoke_ms:.0f} ms")
+
