@@ -26,7 +26,7 @@ def _inline(model: Any, schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    from handler.api import app  # noqa: PLC0415 - keeps ``python -m handler.openapi`` import-light
+    from handler.api import app
 
     doc: dict[str, Any] = json.loads(
         app.get_openapi_json_schema(

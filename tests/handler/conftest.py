@@ -29,7 +29,7 @@ from tests.imaging import encode, photo_bytes, resized_photo  # noqa: E402
 @pytest.fixture
 def logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """The JSON log records the functions write (the Logger's stream was bound at import, before capsys)."""
-    from handler.observability import logger  # noqa: PLC0415
+    from handler.observability import logger
 
     stream = io.StringIO()
     previous = logger.registered_handler.setStream(stream)
@@ -56,8 +56,8 @@ def photo2() -> bytes:
 @pytest.fixture
 def aws() -> Iterator[dict[str, Any]]:
     """moto in-process S3 + DynamoDB with the bucket and table of the contract."""
-    import boto3  # noqa: PLC0415
-    from moto import mock_aws  # noqa: PLC0415
+    import boto3
+    from moto import mock_aws
 
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")

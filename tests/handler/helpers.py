@@ -77,7 +77,7 @@ def s3_notification(
     event_time: str = "2024-05-01T12:00:00.000Z",
 ) -> dict[str, Any]:
     """An S3 notification made from the SAM sample, with the key URL-encoded as S3 does (space → ``+``)."""
-    from urllib.parse import quote_plus  # noqa: PLC0415
+    from urllib.parse import quote_plus
 
     ev = load_event("s3-put.json" if action.startswith("ObjectCreated") else "s3-delete.json")
     rec = ev["Records"][0]
@@ -119,7 +119,7 @@ def http_event(
 ) -> dict[str, Any]:
     """The SAM HTTP API (payload v2) sample, pointed at a route; binary bodies are base64 as API Gateway
     sends them."""
-    import base64  # noqa: PLC0415
+    import base64
 
     ev = load_event("apigateway-http-api-proxy.json")
     ev["rawPath"] = path
