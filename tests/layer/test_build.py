@@ -1,0 +1,139 @@
+"""The build pipeline: model-directory contract, manifest, accuracy gate, sources and their errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from layer import Embedder
+from layer.manifest import read_manifest, verify_files
+
+pytestmark = pytest.mark.slow
+CLI = [sys.executable, "-m", "layer"]
+
+
+def test_model_directory_contract(model_dir: Path) -> None:
+    assert {p.name for p in model_dir.iterdir()} >= {
+        "model.onnx",
+        "model.fp32.onnx",
+        "preprocessor_config.json",
+        "manifest.json",
+    }
+    m = read_manifest(model_dir)
+    verify_files(model_dir, m)  # every sha256 matches
+    assert set(m["files"]) == {"model.onnx", "model.fp32.onnx", "preprocessor_config.json"}
+    assert m["precision"] == "int8" and m["dim"] == 512 and m["opset"] == 18
+    assert m["random_init"] is True and "untrained" in m["model_id"]
+    assert m["source"] == {"kind": "random-init", "name": "random-init", "revision": None}
+    assert m["quantization"]["method"] == "dynamic" and m["quantization"]["per_channel"] is True
+    gate = m["accuracy_gate"]
+    assert gate["passed"] is True and gate["n_images"] >= 15
+    assert gate["threshold"] <= gate["cosine_min"] <= gate["cosine_mean"] <= 1.0
+    assert {"onnxruntime", "torch", "transformers"} <= set(m["versions"])
+    assert m["built_at"].endswith("Z") and set(m["build_seconds"]) >= {"export ONNX (fp32)"}
+
+
+def test_onnx_graph_io(model_dir: Path) -> None:
+    for name in ("model.onnx", "model.fp32.onnx"):
+        graph = onnx.load(model_dir / name, load_external_data=False).graph
+        (inp,), (out,) = graph.input, graph.output
+        assert inp.name == "pixel_values" and out.name == "image_embeds"
+        dims = [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim]
+        assert isinstance(dims[0], str) and dims[1:] == [3, 224, 224]
+    ops = {n.op_type for n in onnx.load(model_dir / "model.onnx").graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
+    assert (model_dir / "model.onnx").stat().st_size < (model_dir / "model.fp32.onnx").stat().st_size / 3
+
+
+def test_local_checkpoint_source_keeps_the_vision_tower(checkpoint_model_dir: Path, clip_checkpoint: Path) -> None:
+    m = read_manifest(checkpoint_model_dir)
+    assert m["source"]["kind"] == "local" and m["random_init"] is False
+    assert m["accuracy_gate"]["passed"] is True
+    assert Embedder.from_dir(checkpoint_model_dir).dim == 512
+
+
+def test_vision_with_projection_checkpoint_loads(tmp_path: Path) -> None:
+    """A ``CLIPVisionModelWithProjection`` save_pretrained dir goes through the same from_pretrained path."""
+    from layer.build.source import load_source, random_init
+
+    random_init(seed=3).save_pretrained(tmp_path)
+    loaded = load_source(str(tmp_path))
+    assert loaded.source == "local"
+    assert loaded.model.config.projection_dim == 512 and loaded.model.config.patch_size == 32
+
+
+def test_random_init_is_architecture_exact_and_seeded() -> None:
+    from layer.build.source import load_source
+
+    a, b = load_source("random-init", seed=7), load_source("random-init", seed=7)
+    cfg = a.model.config
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.patch_size) == (768, 12, 12, 32)
+    assert (cfg.image_size, cfg.projection_dim, cfg.hidden_act) == (224, 512, "quick_gelu")
+    n_params = sum(p.numel() for p in a.model.parameters())
+    assert 87_000_000 < n_params < 89_000_000  # ViT-B/32 vision tower + projection
+    wa = a.model.visual_projection.weight
+    assert bool((wa == b.model.visual_projection.weight).all())
+    assert "untrained" in a.model_id
+
+
+def test_gate_fails_a_deliberately_bad_quantization(tmp_path: Path) -> None:
+    """Static QDQ on every op type (activation scales from a calibration run) loses accuracy: cosine ~0.91."""
+    out = tmp_path / "bad-model"
+    proc = subprocess.run(
+        [
+            *CLI,
+            "build-model",
+            "--source",
+            "random-init",
+            "--out",
+            str(out),
+            "--quant-method",
+            "static",
+            "--quant-op-types",
+            "MatMul,Conv,Add,Mul,Gemm,Softmax",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "accuracy gate failed" in proc.stderr and "< threshold 0.999" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not (tmp_path / "bad-model.partial").exists()
+
+
+def test_unreachable_hub_is_one_clear_error_line(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run(
+        [*CLI, "build-model", "--source", "openai/clip-vit-base-patch32", "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 3
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot be reached" in errors[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_local_dir_is_a_clear_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [*CLI, "build-model", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 3 and "no such directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fp32_engine_reports_its_precision_in_the_model_id(model_dir: Path) -> None:
+    """Vectors from model.fp32.onnx are labelled as such, so they are never mixed with int8 ones."""
+    m = json.loads((model_dir / "manifest.json").read_text())
+    assert Embedder.from_dir(model_dir, precision="fp32").model_id == m["model_id"] + "@fp32"
