@@ -34,7 +34,19 @@ def _build_model(args: argparse.Namespace) -> int:
         min_cosine=args.min_cosine,
     )
     try:
-        build_model(opts)
+        try:
+            build_model(opts)
+        except SourceUnavailable as exc:
+            if not args.fallback_source:
+                raise
+            banner = "!" * 100
+            print(
+                f"{banner}\n!!! {exc}\n!!! FALLING BACK TO --source {args.fallback_source}: "
+                f"AN UNTRAINED MODEL, its vectors carry no meaning (model id says so)\n{banner}",
+                file=sys.stderr,
+            )
+            opts.source = args.fallback_source
+            build_model(opts)
     except SourceUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -98,6 +110,11 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--out", required=True, help="model directory to write")
     b.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    b.add_argument(
+        "--fallback-source",
+        default=None,
+        help="source to build instead when SRC cannot be loaded (e.g. random-init when offline); loudly labelled",
+    )
     b.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     b.add_argument("--seed", type=int, default=0, help="seed for random-init and synthetic gate images")
     b.add_argument("--min-cosine", type=float, default=0.999, help="accuracy gate threshold (int8 vs fp32)")

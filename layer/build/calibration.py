@@ -59,8 +59,9 @@ def photo_variants(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
         w, h = img.size
         yield f"{path.stem}-crop", _encode(img.crop((w // 4, h // 4, w * 3 // 4, h * 3 // 4)), "JPEG", quality=90)
         yield f"{path.stem}-gray", _encode(img.convert("L"))
-        yield f"{path.stem}-flip-dark", _encode(
-            Image.eval(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), lambda v: v // 3), "JPEG"
+        yield (
+            f"{path.stem}-flip-dark",
+            _encode(Image.eval(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), lambda v: v // 3), "JPEG"),
         )
 
 

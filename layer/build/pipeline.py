@@ -87,9 +87,7 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
             loaded = load_source(opts.source, revision=opts.revision, seed=opts.seed)
         if loaded.source == "random-init":
             log("WARNING: random-init weights: an untrained model, for offline development only")
-        config = (
-            PreprocessConfig.from_dict(loaded.preprocessor) if loaded.preprocessor else PreprocessConfig()
-        )
+        config = PreprocessConfig.from_dict(loaded.preprocessor) if loaded.preprocessor else PreprocessConfig()
         (tmp / PREPROCESSOR_FILE).write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
         with steps.step("export ONNX (fp32)"):
             export_onnx(loaded.model, tmp / FP32_FILE, image_size=config.crop_size)
@@ -127,7 +125,11 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
                 "random_init": source_kind == "random-init",
                 "precision": opts.precision,
                 "dim": 512,
-                "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["N", 3, config.crop_size, config.crop_size]},
+                "input": {
+                    "name": INPUT_NAME,
+                    "dtype": "float32",
+                    "shape": ["N", 3, config.crop_size, config.crop_size],
+                },
                 "output": {"name": OUTPUT_NAME, "shape": ["N", 512], "normalized": False},
                 "opset": OPSET,
                 "quantization": opts.quant.to_dict() if opts.precision == "int8" else None,

@@ -6,10 +6,10 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
-from urllib.parse import urlparse
 
 DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
 RANDOM_INIT = "random-init"

@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine:  `make run` (the local stack) and `make test` (the suite).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL_DIR ?= build/model
+SOURCE ?= openai/clip-vit-base-patch32
+# torch is a build-time dependency only; the CPU wheel first, else a plain `torch` pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: run test lint unit bench model image venv clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[build,bench,dev]"
+	touch $@
+
+# The model directory: the hub checkpoint by default; if the hub cannot be reached, an untrained
+# random-init model, loudly labelled (see `clip-lambda build-model --help`).
+model: $(MODEL_DIR)/manifest.json
+$(MODEL_DIR)/manifest.json: | venv
+	$(BIN)/clip-lambda build-model --source "$(SOURCE)" --fallback-source random-init --out $(MODEL_DIR)
+
+run: venv model
+	$(BIN)/clip-lambda local --model $(MODEL_DIR)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layer handler infra bench
+
+test: venv lint
+	$(BIN)/python -m pytest
+
+unit: venv
+	$(BIN)/python -m pytest tests/layer/test_decode.py tests/layer/test_preprocess.py tests/layer/test_session.py tests/handler
+
+bench: venv model
+	$(BIN)/clip-lambda bench --model $(MODEL_DIR)
+
+# The Lambda image from the public base (needs a registry); tests build it from a local debootstrap base.
+image: venv model
+	eval "$$(bash infra/docker-engine.sh start)" && \
+	  docker build -f infra/Dockerfile --build-arg MODEL_DIR=$(MODEL_DIR) -t clip-lambda:latest .
+
+clean:
+	rm -rf $(VENV) build .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache
