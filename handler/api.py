@@ -143,9 +143,7 @@ def embed_batch(rt: runtime.Runtime) -> dict[str, Any]:
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise InputError("invalid_request", f"{where}: {first.get('msg')}".strip(": ")) from exc
     if len(request.images) > rt.settings.max_batch:
-        raise InputError(
-            "too_many_images", f"{len(request.images)} images; the limit is {rt.settings.max_batch}", 413
-        )
+        raise InputError("too_many_images", f"{len(request.images)} images; the limit is {rt.settings.max_batch}", 413)
     results = [one_image(rt, i, ref, request.store) for i, ref in enumerate(request.images)]
     return {"model": rt.engine.model_id, "dim": rt.engine.dim, "results": results}
 
@@ -168,7 +166,8 @@ def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> di
     out.update(embedding_dict(emb))
     if store and blob is not None:
         try:
-            out["stored"] = ingest.store(rt, blob, emb) is ingest.Outcome.EMBEDDED
+            outcome = ingest.store(rt, blob, emb)
+            out["stored"] = outcome in (ingest.Outcome.EMBEDDED, ingest.Outcome.DUPLICATE)
         except TransientError as exc:
             logger.warning("store failed", extra={"s3_uri": ref.s3, "error": str(exc)})
             out.update(stored=False, status=503, **error_body("store_unavailable", "DynamoDB write failed"))

@@ -118,9 +118,7 @@ def create(ev: ObjectEvent, rt: Runtime) -> Result:
 
 def fail(rt: Runtime, meta: ObjectMeta, exc: ImageError) -> Result:
     """A permanent input error: log it with the key, count it, record it at the item's pk; no retry."""
-    logger.warning(
-        "image rejected", extra={"s3_uri": meta.pk, "error_code": exc.code, "error_message": exc.message}
-    )
+    logger.warning("image rejected", extra={"s3_uri": meta.pk, "error_code": exc.code, "error_message": exc.message})
     record_failure(exc.code)
     if rt.settings.record_failures:
         rt.sink.put_failure(meta, exc.code, exc.message, rt.engine.model_id)
@@ -139,4 +137,9 @@ def store(rt: Runtime, blob: objects.S3Blob, emb: Embedding) -> Outcome:
         size=blob.size,
         content_type=blob.content_type,
     )
-    return Outcome.EMBEDDED if rt.sink.put_embedding(meta, emb) else Outcome.STALE
+    if rt.sink.put_embedding(meta, emb):
+        return Outcome.EMBEDDED
+    stored = rt.sink.get(meta.pk)  # a newer event's item: the same bytes and model count as stored
+    if stored is not None and "embedding" in stored and _is_duplicate(stored, blob.etag, emb.model):
+        return Outcome.DUPLICATE
+    return Outcome.STALE

@@ -65,6 +65,4 @@ def timed(metric_name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        metrics.add_metric(
-            name=metric_name, unit=MetricUnit.Milliseconds, value=(time.perf_counter() - t0) * 1e3
-        )
+        metrics.add_metric(name=metric_name, unit=MetricUnit.Milliseconds, value=(time.perf_counter() - t0) * 1e3)

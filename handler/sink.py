@@ -115,9 +115,7 @@ class Sink:
     def get(self, pk: str) -> dict[str, Any] | None:
         try:
             with subsegment("dynamodb.get_item"):
-                resp = self.client.get_item(
-                    TableName=self.table_name, Key={"pk": {"S": pk}}, ConsistentRead=True
-                )
+                resp = self.client.get_item(TableName=self.table_name, Key={"pk": {"S": pk}}, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
             raise TransientError(f"DynamoDB GetItem {pk}: {exc}") from exc
         item = resp.get("Item")

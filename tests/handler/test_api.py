@@ -92,7 +92,7 @@ def test_json_batch_in_order_with_errors_in_place(rt, context, photo, photo2) ->
     assert rt.sink.get(f"s3://{BUCKET}/dir/in s3.jpg") is None  # store defaults to false
 
 
-def test_store_writes_the_item_the_s3_function_would(rt, context, photo) -> None:
+def test_store_writes_the_item_the_s3_function_would(rt, context, photo, photo2) -> None:
     rt.s3.put_object(Bucket=BUCKET, Key="a b.jpg", Body=photo, ContentType="image/jpeg")
     status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/a%20b.jpg"}], "store": True}, context)
     assert status == 200 and body["results"][0]["stored"] is True
@@ -100,6 +100,24 @@ def test_store_writes_the_item_the_s3_function_would(rt, context, photo) -> None
     np.testing.assert_array_equal(decode_vector(item["embedding"]), FakeEngine.vector_for(photo))
     assert (item["size"], item["content_type"], item["model"]) == (len(photo), "image/jpeg", "fake/clip-test")
     assert item["etag"] == rt.s3.head_object(Bucket=BUCKET, Key="a b.jpg")["ETag"].strip('"')
+    # An S3 event's item (sequencer order) beats the API's clock order: same bytes count as stored,
+    # and the newer item is left alone.
+    rt.sink.client.update_item(
+        TableName=rt.sink.table_name,
+        Key={"pk": {"S": f"s3://{BUCKET}/a b.jpg"}},
+        UpdateExpression="SET order_key = :k",
+        ExpressionAttributeValues={":k": {"S": "1" + "0" * 64}},
+    )
+    assert (
+        embed_json({"images": [{"s3": f"s3://{BUCKET}/a b.jpg"}], "store": True}, context)[1]["results"][0]["stored"]
+        is True
+    )
+    rt.s3.put_object(Bucket=BUCKET, Key="a b.jpg", Body=photo2)  # other bytes: its own S3 event will store them
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/a b.jpg"}], "store": True}, context)
+    assert body["results"][0]["stored"] is False and len(body["results"][0]["embedding"]) == 512
+    np.testing.assert_array_equal(
+        decode_vector(rt.sink.get(f"s3://{BUCKET}/a b.jpg")["embedding"]), FakeEngine.vector_for(photo)
+    )
 
 
 def test_s3_reference_access_denied_is_403(rt, context, monkeypatch) -> None:
@@ -221,9 +239,7 @@ def test_error_metric_and_correlation_id(rt, context, capsys, logs) -> None:
 
 
 def test_openapi_document_is_current() -> None:
-    assert openapi.PATH.read_text() == openapi.render(), (
-        "regenerate: python -m handler.openapi > handler/openapi.json"
-    )
+    assert openapi.PATH.read_text() == openapi.render(), "regenerate: python -m handler.openapi > handler/openapi.json"
     doc = json.loads(openapi.PATH.read_text())
     post = doc["paths"]["/embed"]["post"]
     assert set(post["requestBody"]["content"]) == {"image/*", "application/octet-stream", "application/json"}

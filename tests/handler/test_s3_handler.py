@@ -36,9 +36,7 @@ def engine(rt: runtime.Runtime) -> FakeEngine:
     return rt.engine
 
 
-@pytest.mark.parametrize(
-    "key", ["photo.jpg", "dir/sub dir/my photo.jpg", "café/写真 1+1.jpg", "a/b/c/d/e.jpg"]
-)
+@pytest.mark.parametrize("key", ["photo.jpg", "dir/sub dir/my photo.jpg", "café/写真 1+1.jpg", "a/b/c/d/e.jpg"])
 def test_direct_s3_put_writes_the_contract_item(rt, context, photo, key) -> None:
     result = s3_function.lambda_handler(created(rt, key, photo), context)
     assert result == {"outcomes": ["embedded"]}
@@ -132,9 +130,7 @@ def test_late_create_never_overwrites_newer_data(rt, context, photo, photo2) -> 
     assert s3_function.lambda_handler(new, context)["outcomes"] == ["embedded"]
     # The old event arrives late: stale by sequencer (and its bytes are gone from S3 anyway)
     assert s3_function.lambda_handler(old, context)["outcomes"] == ["stale"]
-    np.testing.assert_array_equal(
-        decode_vector(item(rt, "k.jpg")["embedding"]), FakeEngine.vector_for(photo2)
-    )
+    np.testing.assert_array_equal(decode_vector(item(rt, "k.jpg")["embedding"]), FakeEngine.vector_for(photo2))
 
 
 def test_late_delete_never_removes_newer_item(rt, context, photo) -> None:
@@ -160,9 +156,7 @@ def test_event_time_orders_when_there_is_no_sequencer(rt, context, photo, photo2
     assert s3_function.lambda_handler(second, context)["outcomes"] == ["embedded"]
     assert s3_function.lambda_handler(first, context)["outcomes"] == ["stale"]
     assert "sequencer" not in item(rt, "t.jpg")
-    np.testing.assert_array_equal(
-        decode_vector(item(rt, "t.jpg")["embedding"]), FakeEngine.vector_for(photo2)
-    )
+    np.testing.assert_array_equal(decode_vector(item(rt, "t.jpg")["embedding"]), FakeEngine.vector_for(photo2))
 
 
 def test_object_deleted_before_read_is_skipped(rt, context, photo) -> None:
@@ -269,9 +263,7 @@ def test_transient_s3_errors_fail_only_that_record(rt, context, photo, monkeypat
     assert item(rt, "retry.jpg") is None  # nothing recorded: it will be retried
 
 
-def test_transient_error_in_direct_invocation_raises_for_lambda_retry(
-    rt, context, photo, monkeypatch
-) -> None:
+def test_transient_error_in_direct_invocation_raises_for_lambda_retry(rt, context, photo, monkeypatch) -> None:
     ev = created(rt, "direct.jpg", photo)
 
     def down(**kw: Any) -> Any:
