@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -31,29 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.net import free_port
+from infra.rie import InvokeResult, rie_binary
+
+__all__ = ["ContainerFunction", "InvokeResult", "Report", "engine_env", "free_port", "rie_binary"]
+
 VCPU_MB = 1769  # Lambda: 1,769 MB of memory = one vCPU's worth of CPU time
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 _REPORT = re.compile(r"^REPORT RequestId: (?P<id>\S+)(?P<rest>.*)$", re.MULTILINE)
 _FIELD = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size|Max Memory Used): ([\d.]+)")
 _INIT = re.compile(r"INIT REPORT\(durationMs: ([\d.]+)\)")
 _RTDONE = re.compile(r"INVOKE RTDONE\(status: (\w+), produced bytes: \d+, duration: ([\d.]+)ms\)")
-
-
-def rie_binary() -> Path:
-    """The RIE that aws-sam-cli ships (`samcli/local/rapid/aws-lambda-rie-<arch>`)."""
-    import samcli  # noqa: PLC0415 - a dev dependency, needed only here
-
-    arch = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-    path = Path(samcli.__file__).parent / "local" / "rapid" / f"aws-lambda-rie-{arch}"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is aws-sam-cli installed?")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -101,9 +88,14 @@ class ContainerFunction:
             args += ["--env", f"{key}={value}"]
         args += [
             self.image,
-            "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}",
-            "--runtime-api-address", f"127.0.0.1:{self.api_port}",
-            "/opt/venv/bin/python", "-m", "awslambdaric", self.command,
+            "--runtime-interface-emulator-address",
+            f"127.0.0.1:{self.port}",
+            "--runtime-api-address",
+            f"127.0.0.1:{self.api_port}",
+            "/opt/venv/bin/python",
+            "-m",
+            "awslambdaric",
+            self.command,
         ]
         docker(*args)
         self.started_at = time.monotonic()
@@ -128,19 +120,25 @@ class ContainerFunction:
 
     def invoke(self, event: Any, timeout: float | None = None) -> tuple[Any, float]:
         """POST the event; returns (decoded response payload, wall-clock ms)."""
+        result = self.lambda_invoke(event, timeout)
+        return result.payload, result.wall_ms
+
+    def lambda_invoke(self, event: Any, timeout: float | None = None) -> InvokeResult:
+        """POST the event; an ``InvokeResult`` as infra.rie's (so infra.poller.SqsPoller can drive it)."""
         data = json.dumps(event).encode()
         req = urllib.request.Request(self.url, data=data, method="POST")  # noqa: S310 - loopback http
         t0 = time.perf_counter()
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout_s + 30) as resp:  # noqa: S310
-                body = resp.read()
+                body, error = resp.read(), bool(resp.headers.get("X-Amz-Function-Error"))
         except urllib.error.HTTPError as exc:
-            body = exc.read()
+            body, error = exc.read(), True
         wall_ms = (time.perf_counter() - t0) * 1e3
         try:
-            return json.loads(body), wall_ms
+            payload = json.loads(body)
         except json.JSONDecodeError:
-            return body.decode(errors="replace"), wall_ms
+            payload = body.decode(errors="replace")
+        return InvokeResult(payload=payload, error=error, wall_ms=wall_ms)
 
     def logs(self) -> str:
         out = docker("logs", self.name, check=False)

@@ -31,7 +31,7 @@ def main() -> int:
     missing = [name for name in REQUIRED if not (model_dir / name).is_file()]
     if missing:
         return fail(f"{model_dir} lacks {missing}")
-    from layer.manifest import sha256_file  # noqa: PLC0415 - after the cheap checks
+    from layer.manifest import sha256_file
 
     manifest = json.loads((model_dir / "manifest.json").read_text())
     for name, meta in manifest.get("files", {}).items():
@@ -42,12 +42,12 @@ def main() -> int:
     t0 = time.perf_counter()
     for module in ("handler.s3", "handler.api"):
         importlib.import_module(module)
-    from handler import runtime  # noqa: PLC0415
+    from handler import runtime
 
     rt = runtime.current()
     init_s = time.perf_counter() - t0
 
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (320, 240), (200, 120, 40)).save(buf, "JPEG")

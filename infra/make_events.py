@@ -170,7 +170,7 @@ def _is_b64(text: str) -> bool:
 
 def sample_jpeg() -> bytes:
     try:
-        from sklearn.datasets import load_sample_image  # noqa: PLC0415 - optional
+        from sklearn.datasets import load_sample_image
 
         img = Image.fromarray(load_sample_image("china.jpg"))
     except ImportError:

@@ -12,18 +12,17 @@ import hashlib
 import io
 import json
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
-from infra.container_rie import ContainerFunction, free_port
+from infra.container_rie import ContainerFunction
+from infra.moto_stack import MotoStack
+from infra.poller import SqsPoller
+from layer import Embedder
 
 pytestmark = pytest.mark.container
 
@@ -40,7 +39,10 @@ def docker_out(*args: str) -> str:
 def in_image(image: str, script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["docker", "run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", image, "-c", script],
-        capture_output=True, text=True, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
 
 
@@ -64,14 +66,16 @@ def test_image_holds_only_runtime_pieces(lambda_image: str) -> None:
         lambda_image,
         "ls /opt/model; "
         "for m in torch transformers onnx pip setuptools; do "
-        "  python -c \"import $m\" 2>/dev/null && echo HAS-$m; done; "
+        '  python -c "import $m" 2>/dev/null && echo HAS-$m; done; '
         "for c in gcc cc g++ make; do command -v $c >/dev/null && echo HAS-$c; done; "
         "python -c 'import onnxruntime, numpy, PIL, aws_lambda_powertools, boto3, awslambdaric'"
         " && echo RUNTIME-OK",
     )
     out = proc.stdout.split()
     assert sorted(o for o in out if not o.startswith(("HAS-", "RUNTIME"))) == [
-        "manifest.json", "model.onnx", "preprocessor_config.json",
+        "manifest.json",
+        "model.onnx",
+        "preprocessor_config.json",
     ], "no model.fp32.onnx"
     assert [o for o in out if o.startswith("HAS-")] == []
     assert "RUNTIME-OK" in out, proc.stderr
@@ -103,146 +107,55 @@ def photos() -> dict[str, bytes]:
     }
 
 
-# -------------------------------------------------------------------------------------------------- moto
-@pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-def client(service: str, endpoint: str) -> Any:
-    return boto3.client(
-        service, endpoint_url=endpoint, region_name=REGION,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )
-
-
-def function_env(endpoint: str, table: str) -> dict[str, str]:
-    return {
-        "AWS_ENDPOINT_URL": endpoint,  # every AWS call goes to moto on loopback
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "TABLE_NAME": table,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "INFO",
-    }
-
-
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
-    """What the Lambda event source mapping hands the function for received SQS messages."""
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION,
-            }
-            for m in messages
-        ]
-    }
-
-
-def drain(fn: ContainerFunction, sqs: Any, queue_url: str, queue_arn: str, until: float) -> list[Any]:
-    """Poll the queue, invoke the function per batch, delete what succeeded; returns the responses."""
-    responses = []
-    idle = 0
-    while time.monotonic() < until and idle < 3:
-        got = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, AttributeNames=["All"]
-        ).get("Messages", [])
-        if not got:
-            idle += 1
-            continue
-        idle = 0
-        payload, _ = fn.invoke(sqs_event(got, queue_arn))
-        responses.append(payload)
-        assert isinstance(payload, dict) and "batchItemFailures" in payload, (payload, fn.logs()[-3000:])
-        failed = {f["itemIdentifier"] for f in payload["batchItemFailures"]}
-        for m in got:
-            if m["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-    return responses
-
-
-def test_s3_sqs_function_dynamodb_round_trip(
-    lambda_image: str, moto: str, photos: dict[str, bytes], model_dir: Path
-) -> None:
-    s3, sqs, ddb = client("s3", moto), client("sqs", moto), client("dynamodb", moto)
-    bucket, table = "clip-round-trip", "clip-embeddings"
-    s3.create_bucket(Bucket=bucket)
-    queue_url = sqs.create_queue(QueueName="clip-images", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    ddb.create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )
-    s3.put_bucket_notification_configuration(
-        Bucket=bucket,
-        NotificationConfiguration={
-            "QueueConfigurations": [
-                {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
-            ]
-        },
-    )
-    for key, data in photos.items():
-        s3.put_object(Bucket=bucket, Key=key, Body=data)
-
-    fn = ContainerFunction(lambda_image, "handler.s3.lambda_handler", env=function_env(moto, table))
-    with fn:
-        # The s3:TestEvent that configuring the notification queued comes first: ignored, not failed.
-        drain(fn, sqs, queue_url, queue_arn, until=time.monotonic() + 180)
-        items = {
-            i["pk"]["S"]: i for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]
-        }
-        expected = {f"s3://{bucket}/{key}" for key in photos}
-        assert set(items) == expected, fn.logs()[-4000:]
-
-        # Photos: unit vectors equal (cosine) to the host engine's on the same bytes and model.
-        from layer import Embedder
-
-        host = Embedder.from_dir(model_dir)
+# ------------------------------------------------------------------------------------------- round trip
+def test_s3_sqs_function_dynamodb_round_trip(lambda_image: str, photos: dict[str, bytes], model_dir: Path) -> None:
+    with MotoStack() as stack:
+        s3, ddb = stack.client("s3"), stack.client("dynamodb")
+        bucket, table = stack.names.bucket, stack.names.table
         for key, data in photos.items():
-            item = items[f"s3://{bucket}/{key}"]
-            if key.endswith(".txt"):
-                assert "embedding" not in item and "error_code" in item  # a failure record, not a retry
-                continue
-            vec = np.frombuffer(item["embedding"]["B"], "<f4")
-            assert vec.shape == (512,) and int(item["dim"]["N"]) == 512
-            assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
-            ref = host.embed_one(data)
-            assert float(vec @ ref.vector) > 0.9999, key
-            assert (int(item["width"]["N"]), int(item["height"]["N"])) == (ref.width, ref.height)
-        big = items[f"s3://{bucket}/photos/2024/china-12mp.jpg"]
-        assert (int(big["width"]["N"]), int(big["height"]["N"])) == (4000, 3000)
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
 
-        # A delete flows through the same path and removes the item.
-        s3.delete_object(Bucket=bucket, Key="photos/flower.jpg")
-        drain(fn, sqs, queue_url, queue_arn, until=time.monotonic() + 60)
-        keys = {i["pk"]["S"] for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]}
-        assert f"s3://{bucket}/photos/flower.jpg" not in keys
-        assert f"s3://{bucket}/photos/china palace.jpg" in keys
+        env = stack.function_env(POWERTOOLS_TRACE_DISABLED="true")  # AWS_ENDPOINT_URL: moto on loopback
+        with ContainerFunction(lambda_image, "handler.s3.lambda_handler", env=env) as fn:
+            poller = SqsPoller(stack.client("sqs"), stack.queue_url, stack.queue_arn, fn.lambda_invoke)
+            # The s3:TestEvent that configuring the notification queued comes first: ignored, not failed.
+            stats = poller.drain(timeout=180)
+            assert stats.function_errors == 0 and stats.failed == 0, (stats, fn.logs()[-4000:])
+            items = {i["pk"]["S"]: i for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]}
+            assert set(items) == {f"s3://{bucket}/{key}" for key in photos}, fn.logs()[-4000:]
 
-        reports = fn.reports()
-        assert reports and reports[0].init_ms is not None
-        print(f"S3 function under RIE: INIT {reports[0].init_ms:.0f} ms, invokes "
-              + ", ".join(f"{r.duration_ms:.0f}" for r in reports) + " ms")
-        assert reports[0].init_ms < 10_000, "Lambda's INIT limit is 10 s"
+            # Photos: unit vectors equal (cosine) to the host engine's on the same bytes and model.
+            host = Embedder.from_dir(model_dir)
+            for key, data in photos.items():
+                item = items[f"s3://{bucket}/{key}"]
+                if key.endswith(".txt"):
+                    assert "embedding" not in item and "error_code" in item  # a failure record, not a retry
+                    continue
+                vec = np.frombuffer(item["embedding"]["B"], "<f4")
+                assert vec.shape == (512,) and int(item["dim"]["N"]) == 512
+                assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
+                ref = host.embed_one(data)
+                assert float(vec @ ref.vector) > 0.9999, key
+                assert (int(item["width"]["N"]), int(item["height"]["N"])) == (ref.width, ref.height)
+            big = items[f"s3://{bucket}/photos/2024/china-12mp.jpg"]
+            assert (int(big["width"]["N"]), int(big["height"]["N"])) == (4000, 3000)
+
+            # A delete flows through the same path and removes the item.
+            s3.delete_object(Bucket=bucket, Key="photos/flower.jpg")
+            poller.drain(timeout=60)
+            keys = {i["pk"]["S"] for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]}
+            assert f"s3://{bucket}/photos/flower.jpg" not in keys
+            assert f"s3://{bucket}/photos/china palace.jpg" in keys
+            assert stack.client("sqs").receive_message(QueueUrl=stack.dlq_url).get("Messages", []) == []
+
+            reports = fn.reports()
+            assert reports and reports[0].init_ms is not None
+            print(
+                f"S3 function under RIE: INIT {reports[0].init_ms:.0f} ms, invokes "
+                + ", ".join(f"{r.duration_ms:.0f}" for r in reports)
+                + " ms"
+            )
+            assert reports[0].init_ms < 10_000, "Lambda's INIT limit is 10 s"
 
 
 # --------------------------------------------------------------------------------------------------- API
@@ -251,7 +164,14 @@ def api_event(name: str) -> dict[str, Any]:
 
 
 def test_api_function_under_rie(lambda_image: str) -> None:
-    env = function_env("http://127.0.0.1:9", "unused")  # the API's image path never calls AWS
+    env = {  # the API's image path never calls AWS; if it did, loopback refuses at once
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "TABLE_NAME": "unused",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
     with ContainerFunction(lambda_image, "handler.api.lambda_handler", env=env) as fn:
         resp, _ = fn.invoke(api_event("api-embed.json"))
         assert resp["statusCode"] == 200, (resp, fn.logs()[-3000:])
@@ -275,6 +195,4 @@ def test_api_function_under_rie(lambda_image: str) -> None:
         assert resp["statusCode"] == 200, resp
 
         reports = fn.reports()
-        print(f"API function under RIE: INIT {reports[0].init_ms:.0f} ms, first invoke "
-              f"{reports[0].invoke_ms:.0f} ms")
-
+        print(f"API function under RIE: INIT {reports[0].init_ms:.0f} ms, first invoke {reports[0].invoke_ms:.0f} ms")
