@@ -132,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("images", nargs="+")
     e.set_defaults(func=_embed)
 
-    r = sub.add_parser("bench", help="benchmark suite (bench/); see `clip-lambda bench -- --help`", add_help=False)
+    r = sub.add_parser("bench", help="benchmark suite (bench/); see `clip-lambda bench --help`", add_help=False)
     r.add_argument("bench_args", nargs=argparse.REMAINDER)
     r.set_defaults(func=_bench)
 
@@ -143,6 +143,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # bench and local own their options: pass everything after the subcommand through untouched.
+    if argv and argv[0] == "bench":
+        return _bench(argparse.Namespace(bench_args=argv[1:]))
+    if argv and argv[0] == "local":
+        return _local(argparse.Namespace(local_args=argv[1:]))
     args = parser().parse_args(argv)
     return int(args.func(args))
 

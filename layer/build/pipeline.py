@@ -121,7 +121,7 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
         with steps.step("write manifest"):
             manifest: dict[str, Any] = {
                 "model_id": model_id,
-                "source": {"kind": source_kind, "name": opts.source, "revision": revision},
+                "source": {"kind": source_kind, "name": opts.source, "revision": revision, "seed": opts.seed},
                 "random_init": source_kind == "random-init",
                 "precision": opts.precision,
                 "dim": 512,

@@ -30,7 +30,7 @@ def test_model_directory_contract(model_dir: Path) -> None:
     assert set(m["files"]) == {"model.onnx", "model.fp32.onnx", "preprocessor_config.json"}
     assert m["precision"] == "int8" and m["dim"] == 512 and m["opset"] == 18
     assert m["random_init"] is True and "untrained" in m["model_id"]
-    assert m["source"] == {"kind": "random-init", "name": "random-init", "revision": None}
+    assert m["source"] == {"kind": "random-init", "name": "random-init", "revision": None, "seed": 0}
     assert m["quantization"]["method"] == "dynamic" and m["quantization"]["per_channel"] is True
     gate = m["accuracy_gate"]
     assert gate["passed"] is True and gate["n_images"] >= 15
