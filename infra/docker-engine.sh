@@ -28,7 +28,9 @@ daemon_pid() {
     [[ -f "$PIDFILE" ]] || return 0
     local pid
     pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    # A pid from a stale file may have been reused by another process: only a dockerd counts.
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
+        && [[ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == dockerd ]]; then
         echo "$pid"
     fi
 }
