@@ -16,6 +16,14 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
+def peak_rss_mib() -> float:
+    """VmHWM, not ru_maxrss: ru_maxrss survives exec and so includes the parent's RSS at fork time."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--contender", required=True)
@@ -61,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             vectors[name] = [float(x) for x in v]
         result["workloads"][name] = latencies  # type: ignore[index]
     result["last_vectors"] = vectors
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mib"] = peak_rss_mib()
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

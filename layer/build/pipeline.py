@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import onnxruntime
 
-from layer.build.quantize import QuantSettings, quantize
+from layer.build.quantize import QuantSettings, optimize_offline, quantize
 from layer.config import PreprocessConfig
 from layer.embedder import Embedder
 from layer.manifest import (
@@ -102,6 +102,7 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
                     ref = Embedder(tmp / FP32_FILE, config, fast_jpeg=False)
                     calib = [ref.pixel_values(data)[0] for _, data in images]
                 quantize(tmp / FP32_FILE, tmp / MODEL_FILE, opts.quant, calib)
+                optimize_offline(tmp / MODEL_FILE)
             with steps.step(f"accuracy gate on {len(images)} images (min cosine ≥ {opts.min_cosine})"):
                 result = run_gate(
                     Embedder(tmp / MODEL_FILE, config, fast_jpeg=False),
@@ -133,6 +134,9 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
                 "output": {"name": OUTPUT_NAME, "shape": ["N", 512], "normalized": False},
                 "opset": OPSET,
                 "quantization": opts.quant.to_dict() if opts.precision == "int8" else None,
+                # model.onnx is saved after ORT's "extended" graph optimizations (CPU provider, this
+                # onnxruntime version); model.fp32.onnx is the plain, portable export.
+                "graph_optimization": "extended (offline)" if opts.precision == "int8" else "none",
                 "accuracy_gate": gate,
                 "versions": {
                     "onnxruntime": onnxruntime.__version__,
