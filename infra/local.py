@@ -1,0 +1,470 @@
+"""``clip-lambda local`` (behind ``make run``): the whole pipeline on 127.0.0.1, no AWS account.
+
+It starts a moto server (S3 bucket, SQS queue + DLQ, S3 → SQS notifications, DynamoDB table), both
+functions under the Lambda Runtime Interface Emulator (``handler.s3`` fed by an SQS event-source-mapping
+emulator, ``handler.api`` behind a local API Gateway HTTP API front), uploads sample photos, waits for their
+DynamoDB items and prints them, calls the API once, then serves until Ctrl-C (or SIGTERM) with instructions
+for uploading more; items of later uploads are printed as they land. ``--once`` stops after the demo (the
+exit status says whether it worked). Everything it started is stopped on the way out.
+
+The model directory is built first if it is missing (the hub model, or ``random-init`` when the hub cannot
+be reached, loudly labelled), exactly as ``make model`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import unquote_plus
+
+import numpy as np
+
+from infra.api_gateway import TEMPLATE_ROUTES, ApiGateway
+from infra.moto_stack import CREDENTIALS, REGION, MotoStack
+from infra.net import HOST, free_port
+from infra.poller import Invoke, SqsPoller
+from infra.rie import InvokeResult, LocalFunction
+
+DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
+DEFAULT_API_PORT = 3000
+DEFAULT_MOTO_PORT = 5000
+SAMPLE_PREFIX = "samples/"
+UPLOAD_PREFIX = "photos/"
+BANNER = "!" * 100
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="clip-lambda local",
+        description="Run the local stack: moto (S3, SQS, DynamoDB) + both functions under the Lambda RIE + an "
+        "HTTP API front, all on 127.0.0.1. Uploads sample photos, prints their items, calls the API, then "
+        "serves until Ctrl-C.",
+    )
+    p.add_argument("--model", type=Path, default=Path("build/model"), help="model directory (built if missing)")
+    p.add_argument(
+        "--source",
+        default=DEFAULT_SOURCE,
+        help="model source used only when --model does not exist yet (falls back to random-init offline)",
+    )
+    p.add_argument("--port", type=int, default=None, help=f"API front port (default {DEFAULT_API_PORT}, or free)")
+    p.add_argument(
+        "--moto-port", type=int, default=None, help=f"moto server port (default {DEFAULT_MOTO_PORT}, or free)"
+    )
+    p.add_argument(
+        "--once",
+        "--no-serve",
+        dest="once",
+        action="store_true",
+        help="run the demo (uploads, items, one API call) and exit; status 0 only if all of it worked",
+    )
+    p.add_argument("--photos", type=Path, nargs="*", default=[], help=f"more files to upload under {UPLOAD_PREFIX}")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the demo's items")
+    p.add_argument("--no-samples", action="store_true", help="do not upload the sample photos")
+    return p
+
+
+class ModelUnavailable(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- model ---------------------------------------------------------------------------------------------
+def ensure_model(model: Path, source: str) -> dict[str, Any]:
+    """The model's manifest; builds the model directory first (as ``make model``) if it has none."""
+    manifest = model / "manifest.json"
+    if not manifest.exists():
+        say(f"==> no model at {model}: building it (clip-lambda build-model --source {source})")
+        cmd = [sys.executable, "-m", "layer", "build-model", "--source", source]
+        cmd += ["--fallback-source", "random-init", "--out", str(model)]
+        build = subprocess.run(cmd, check=False, timeout=3600)
+        if build.returncode:
+            raise ModelUnavailable(f"building the model failed (exit status {build.returncode})", build.returncode)
+    data: dict[str, Any] = json.loads(manifest.read_text())
+    return data
+
+
+def describe_model(model: Path, manifest: dict[str, Any]) -> None:
+    gate = manifest.get("accuracy_gate") or {}
+    gate_text = (
+        f"gate min cosine {gate['cosine_min']:.5f} (threshold {gate.get('threshold')})"
+        if isinstance(gate.get("cosine_min"), int | float)
+        else "gate n/a"
+    )
+    say(
+        f"==> model {manifest.get('model_id')}  ({manifest.get('precision')}, dim {manifest.get('dim')}, "
+        f"{gate_text})  from {model}"
+    )
+    if manifest.get("random_init"):
+        say(BANNER)
+        say(f"!!! MODEL {manifest.get('model_id')} IS UNTRAINED (random-init): the hub was not reachable when it")
+        say("!!! was built. Its vectors are well-formed (512-d, unit norm) but carry NO meaning: for plumbing only.")
+        say("!!! With hub access: rm -rf build/model && make model   (or clip-lambda build-model --source ...)")
+        say(BANNER)
+
+
+# --- ports ---------------------------------------------------------------------------------------------
+class PortInUse(Exception):
+    pass
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(requested: int | None, default: int, what: str) -> int:
+    """The requested port (it must be free), else the default if free, else any free port (said so)."""
+    if requested is not None:
+        if requested and not port_is_free(requested):
+            raise PortInUse(f"{HOST}:{requested} ({what}) is already in use: pick another port")
+        return requested or free_port()
+    if port_is_free(default):
+        return default
+    port = free_port()
+    say(f"    ({what}: port {default} is in use, using {port})")
+    return port
+
+
+# --- items ---------------------------------------------------------------------------------------------
+def _attr(item: dict[str, Any], name: str) -> Any:
+    value = item.get(name)
+    if not value:
+        return None
+    kind, raw = next(iter(value.items()))
+    return float(raw) if kind == "N" else raw
+
+
+def format_item(pk: str, item: dict[str, Any]) -> str:
+    """Two lines for a DynamoDB item (low-level client format): key, model, dim, norm, first values; or the
+    failure record."""
+    if "error_code" in item:
+        return f"  {pk}\n      FAILED {_attr(item, 'error_code')}: {_attr(item, 'error_message')}"
+    vec = np.frombuffer(_attr(item, "embedding"), "<f4")
+    dim, norm = _attr(item, "dim"), _attr(item, "norm")
+    size = f"{int(_attr(item, 'width') or 0)}x{int(_attr(item, 'height') or 0)}"
+    first = ", ".join(f"{v:+.4f}" for v in vec[:6])
+    return (
+        f"  {pk}\n"
+        f"      model {_attr(item, 'model')}  dim {int(dim)}  norm {norm:.4f}  |embedding| {np.linalg.norm(vec):.6f}"
+        f"  {size} {_attr(item, 'content_type') or ''}\n"
+        f"      first values [{first}, ...]"
+    )
+
+
+def get_item(ddb: Any, table: str, pk: str) -> dict[str, Any] | None:
+    item: dict[str, Any] | None = ddb.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+    return item
+
+
+def wait_for_items(
+    ddb: Any, table: str, pks: list[str], timeout: float, since: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """Poll until every pk has an item (printing each as it lands, with the seconds since ``since``, a
+    ``time.monotonic()`` such as the upload time), bounded by ``timeout``."""
+    found: dict[str, dict[str, Any]] = {}
+    t0 = time.monotonic() if since is None else since
+    deadline = time.monotonic() + timeout
+    while len(found) < len(pks) and time.monotonic() < deadline:
+        for pk in pks:
+            if pk not in found and (item := get_item(ddb, table, pk)) is not None:
+                found[pk] = item
+                say(f"{format_item(pk, item)}\n      ({time.monotonic() - t0:.1f}s after the upload)")
+        if len(found) < len(pks):
+            time.sleep(0.5)
+    return found
+
+
+class ItemReporter:
+    """Wraps the S3 function's invoke: once enabled, prints the item (or deletion) of every object in each
+    batch the mapping delivered — what the user sees for uploads while the stack serves."""
+
+    def __init__(self, ddb: Any, table: str) -> None:
+        self.ddb, self.table, self.enabled = ddb, table, False
+
+    def wrap(self, invoke: Invoke) -> Invoke:
+        def run(event: dict[str, Any]) -> InvokeResult:
+            result = invoke(event)
+            if self.enabled:
+                try:
+                    self.report(event, result)
+                except Exception as exc:  # a report must never break the mapping
+                    say(f"  (could not report the batch: {exc})")
+            return result
+
+        return run
+
+    def report(self, event: dict[str, Any], result: InvokeResult) -> None:
+        if result.error or not isinstance(result.payload, dict):
+            say(f"  S3 function error on a batch of {len(event['Records'])}: retried after the visibility timeout")
+            return
+        failed = {f["itemIdentifier"] for f in result.payload.get("batchItemFailures", [])}
+        for record in event["Records"]:
+            body = json.loads(record["body"])
+            for s3_record in body.get("Records", []) if isinstance(body, dict) else []:
+                s3 = s3_record["s3"]
+                pk = f"s3://{s3['bucket']['name']}/{unquote_plus(s3['object']['key'])}"
+                if record["messageId"] in failed:
+                    say(f"  {pk}: not processed yet, SQS retries it")
+                elif (item := get_item(self.ddb, self.table, pk)) is not None:
+                    say(format_item(pk, item))
+                elif s3_record.get("eventName", "").startswith("ObjectRemoved"):
+                    say(f"  {pk}: deleted (its item is gone)")
+                else:
+                    say(f"  {pk}: no item (stale or duplicate notification)")
+
+
+# --- the API -------------------------------------------------------------------------------------------
+def http(method: str, url: str, data: bytes | None = None, content_type: str | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback http only
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=300) as resp:  # noqa: S310
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode(errors="replace")
+
+
+def call_api(gateway: ApiGateway, photo: Path, stored: dict[str, Any] | None) -> bool:
+    say(f"==> POST {gateway.url}/embed  ({photo.name}, {photo.stat().st_size} bytes, Content-Type image/jpeg)")
+    t0 = time.perf_counter()
+    status, body = http("POST", f"{gateway.url}/embed", photo.read_bytes(), "image/jpeg")
+    ms = (time.perf_counter() - t0) * 1e3
+    if status != 200 or not isinstance(body, dict) or "embedding" not in body:
+        say(f"  API call failed: HTTP {status} {body}")
+        return False
+    vec = np.asarray(body["embedding"], np.float64)
+    first = ", ".join(f"{v:+.4f}" for v in vec[:6])
+    say(
+        f"  HTTP {status} in {ms:.0f} ms: model {body['model']}  dim {body['dim']}  norm {body['norm']:.4f}  "
+        f"|embedding| {np.linalg.norm(vec):.6f}  {body['width']}x{body['height']}\n      first values [{first}, ...]"
+    )
+    if stored is not None and "embedding" in stored:
+        item_vec = np.frombuffer(stored["embedding"]["B"], "<f4").astype(np.float64)
+        cos = float(vec @ item_vec / (np.linalg.norm(vec) * np.linalg.norm(item_vec)))
+        say(f"      cosine to the S3 pipeline's item of the same photo: {cos:.6f}")
+    return bool(len(vec) == body["dim"] and abs(np.linalg.norm(vec) - 1) < 1e-3)
+
+
+# --- instructions --------------------------------------------------------------------------------------
+def instructions(stack: MotoStack, gateway: ApiGateway) -> str:
+    n, ep, py = stack.names, stack.endpoint, shlex.quote(sys.executable)
+    creds = f"AWS_ACCESS_KEY_ID={CREDENTIALS['AWS_ACCESS_KEY_ID']} AWS_SECRET_ACCESS_KEY="
+    creds += f"{CREDENTIALS['AWS_SECRET_ACCESS_KEY']} AWS_DEFAULT_REGION={REGION}"
+    client = (
+        f"endpoint_url='{ep}', region_name='{REGION}', aws_access_key_id='{CREDENTIALS['AWS_ACCESS_KEY_ID']}', "
+        f"aws_secret_access_key='{CREDENTIALS['AWS_SECRET_ACCESS_KEY']}'"
+    )
+    upload_key = f"{UPLOAD_PREFIX}photo.jpg"
+    aws_note = "" if shutil.which("aws") else "   (awscli is not installed here: pip install awscli, or use boto3)"
+    return f"""
+Upload more photos: each one becomes a DynamoDB item within seconds, printed here as it lands.
+  export {creds}
+  aws --endpoint-url {ep} s3 cp photo.jpg s3://{n.bucket}/{UPLOAD_PREFIX}{aws_note}
+  {py} -c "import boto3; boto3.client('s3', {client}).upload_file('photo.jpg', '{n.bucket}', '{upload_key}')"
+  (deleting an object deletes its item: aws --endpoint-url {ep} s3 rm s3://{n.bucket}/{UPLOAD_PREFIX}photo.jpg)
+
+Embed through the HTTP API (API Gateway HTTP API v2 front -> API function under the RIE):
+  curl -X POST {gateway.url}/embed -H 'Content-Type: image/jpeg' --data-binary @photo.jpg
+  curl {gateway.url}/health        curl {gateway.url}/model
+  curl -X POST {gateway.url}/embed -H 'Content-Type: application/json' \\
+       -d '{{"images": [{{"s3": "s3://{n.bucket}/{SAMPLE_PREFIX}china.jpg"}}]}}'
+
+Read the items back (embedding = little-endian float32 x dim; failures carry error_code instead):
+  aws --endpoint-url {ep} dynamodb scan --table-name {n.table} --projection-expression "pk, model, dim, norm"
+  {py} - <<'EOF'
+import boto3, numpy as np
+ddb = boto3.client("dynamodb", {client})
+for item in ddb.scan(TableName="{n.table}")["Items"]:
+    if "embedding" in item:
+        vec = np.frombuffer(item["embedding"]["B"], "<f4")
+        print(item["pk"]["S"], item["model"]["S"], vec.shape, item["norm"]["N"], vec[:4])
+EOF"""
+
+
+# --- signals -------------------------------------------------------------------------------------------
+class Stop(BaseException):
+    """Raised in the main thread by SIGINT/SIGTERM: unwinds through every cleanup."""
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Callable[[], None]]:
+    """SIGINT/SIGTERM raise ``Stop`` in the main thread; yields ``shield``, which makes further signals only
+    say "still stopping" (call it before the cleanup, which a second Ctrl-C must not interrupt)."""
+
+    def shield() -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, lambda *_: say("  (still stopping...)"))
+
+    if threading.current_thread() is not threading.main_thread():
+        yield shield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        shield()
+        raise Stop(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield shield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# --- main ----------------------------------------------------------------------------------------------
+def uploads(photos: list[Path], samples: bool) -> list[tuple[str, Path]]:
+    """(key, file) pairs: the scikit-learn sample JPEGs under samples/ (one key with a space, to show the
+    URL-decoding of notification keys), then the user's files under photos/."""
+    from layer.build.calibration import sample_photo_paths
+
+    pairs: list[tuple[str, Path]] = []
+    if samples:
+        paths = sample_photo_paths()
+        pairs += [(f"{SAMPLE_PREFIX}{p.name}", p) for p in paths]
+        if paths:
+            pairs.append((f"{SAMPLE_PREFIX}{paths[0].stem} copy{paths[0].suffix}", paths[0]))
+    pairs += [(f"{UPLOAD_PREFIX}{p.name}", p) for p in photos]
+    return pairs
+
+
+def main(argv: list[str]) -> int:
+    args = arg_parser().parse_args(argv)
+    missing = [str(p) for p in args.photos if not p.is_file()]
+    if missing:
+        say(f"error: no such file: {', '.join(missing)}")
+        return 2
+    try:
+        manifest = ensure_model(args.model, args.source)
+    except ModelUnavailable as exc:
+        say(f"error: {exc}")
+        return exc.status
+    describe_model(args.model, manifest)
+    cleanup = ExitStack()
+    with stop_on_signals() as shield:
+        try:
+            return run(args, cleanup)
+        except Stop:
+            say("\n==> stopping")
+            return 0
+        except KeyboardInterrupt:  # not the main thread: no handlers of ours
+            say("\n==> stopping")
+            return 130
+        except PortInUse as exc:
+            say(f"error: {exc}")
+            return 2
+        finally:
+            shield()
+            cleanup.close()
+
+
+def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
+    """Start everything (each piece registers its stop on ``cleanup``), run the demo, then serve."""
+    model_dir = str(args.model.resolve())
+    logs = Path(tempfile.mkdtemp(prefix="clip-lambda-local-"))
+    moto_port = choose_port(args.moto_port, DEFAULT_MOTO_PORT, "moto")
+    api_port = choose_port(args.port, DEFAULT_API_PORT, "API")
+    say(f"==> moto server (S3, SQS, DynamoDB) on {HOST}:{moto_port}")
+    stack = MotoStack(port=moto_port, log_path=logs / "moto.log")
+    cleanup.callback(stop_and_say, "moto server", stack.stop)
+    stack.start()
+    n = stack.names
+    say(f"    bucket {n.bucket} -> queue {n.queue} (DLQ {n.dlq} after {n.max_receive_count} receives)")
+    say(f"    -> table {n.table}")
+
+    functions = []
+    for handler, name in (("handler.s3.lambda_handler", "clip-s3"), ("handler.api.lambda_handler", "clip-api")):
+        env = stack.function_env(MODEL_DIR=model_dir, POWERTOOLS_METRICS_NAMESPACE="ClipLambdaLocal")
+        fn = LocalFunction(handler, env=env, name=name, log_path=logs / f"{name}.log")
+        cleanup.callback(stop_and_say, f"{name} (RIE)", fn.stop)
+        fn.start()
+        say(f"==> {name}: {handler} under the RIE at {fn.url}")
+        functions.append(fn)
+    s3_fn, api_fn = functions
+
+    reporter = ItemReporter(stack.client("dynamodb"), n.table)
+    poller = SqsPoller(
+        stack.client("sqs"), stack.queue_url, stack.queue_arn, reporter.wrap(s3_fn.invoke), wait_seconds=1
+    )
+    cleanup.callback(stop_and_say, "SQS poller", poller.stop)
+    poller.start()
+    say(f"==> SQS event source mapping: {n.queue} -> clip-s3 (batches of up to {poller.batch_size})")
+
+    gateway = ApiGateway(api_fn.invoke, port=api_port, routes=TEMPLATE_ROUTES)
+    cleanup.callback(stop_and_say, "API front", gateway.stop)
+    gateway.start()
+    say(f"==> HTTP API front on {gateway.url}  ({', '.join(TEMPLATE_ROUTES)}) -> clip-api")
+    say(f"    logs in {logs}")
+    warm = threading.Thread(target=http, args=("GET", f"{gateway.url}/health"), daemon=True)
+    warm.start()  # the API function's INIT (model load) overlaps the S3 pipeline's
+
+    pairs = uploads(args.photos, not args.no_samples)
+    ok = True
+    s3 = stack.client("s3")
+    if pairs:
+        say(f"==> uploading {len(pairs)} objects to s3://{n.bucket}/")
+    uploaded_at = time.monotonic()
+    for key, path in pairs:
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        s3.upload_file(str(path), n.bucket, key, ExtraArgs={"ContentType": content_type})
+        say(f"    {path} -> s3://{n.bucket}/{key}")
+    pks = [f"s3://{n.bucket}/{key}" for key, _ in pairs]
+    items: dict[str, dict[str, Any]] = {}
+    if pks:
+        say("==> waiting for their DynamoDB items (the first invoke includes INIT: the model load)")
+        items = wait_for_items(stack.client("dynamodb"), n.table, pks, args.timeout, since=uploaded_at)
+        for pk in pks:
+            if pk not in items:
+                say(f"  {pk}: NO ITEM after {args.timeout:.0f}s (see {logs}/clip-s3.log)")
+        ok = len(items) == len(pks) and all("embedding" in it for it in items.values())
+        ok = call_api(gateway, pairs[0][1], items.get(pks[0])) and ok
+    warm.join(timeout=1)
+
+    if args.once:
+        say(f"==> demo {'OK' if ok else 'FAILED'}; stopping (--once)")
+        return 0 if ok else 1
+    say(instructions(stack, gateway))
+    say("\n==> serving. Ctrl-C stops everything this started.")
+    reporter.enabled = True
+    while True:
+        time.sleep(3600)
+
+
+def stop_and_say(what: str, stop: Callable[[], None]) -> None:
+    stop()
+    say(f"    stopped {what}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
