@@ -118,8 +118,8 @@ def describe_model(model: Path, manifest: dict[str, Any]) -> None:
     )
     if manifest.get("random_init"):
         say(BANNER)
-        say(f"!!! MODEL {manifest.get('model_id')} IS UNTRAINED (random-init): the hub was not reachable when it")
-        say("!!! was built. Its vectors are well-formed (512-d, unit norm) but carry NO meaning: for plumbing only.")
+        say(f"!!! MODEL {manifest.get('model_id')} IS UNTRAINED (random-init: the fallback when the hub")
+        say("!!! cannot be reached). Its vectors are well-formed (512-d, unit norm) but carry NO meaning.")
         say("!!! With hub access: rm -rf build/model && make model   (or clip-lambda build-model --source ...)")
         say(BANNER)
 
