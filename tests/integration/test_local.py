@@ -73,7 +73,7 @@ def test_once_prints_the_items_and_the_api_call(model_dir: Path) -> None:
                           text=True, timeout=600)  # fmt: skip
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "UNTRAINED (random-init)" in out  # the model is labelled
+    assert "IS UNTRAINED (random-init" in out  # the model is labelled
     names = [p.name for p in sample_photo_paths()]
     keys = [f"samples/{n}" for n in names] + [f"samples/{Path(names[0]).stem} copy.jpg"]  # a key with a space
     for key in keys:
