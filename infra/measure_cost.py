@@ -54,6 +54,23 @@ def twelve_mp_jpegs() -> list[bytes]:
     return out
 
 
+STAGES = ("S3ReadTime", "DecodeTime", "PreprocessTime", "InferenceTime", "WriteTime")
+
+
+def stage_ms_per_image(logs: str, skip_invokes: int) -> dict[str, float]:
+    """Mean per-image time of each stage, from the function's EMF metric lines (one per invoke)."""
+    blobs = []
+    for line in logs.splitlines():
+        if line.startswith("{") and '"CloudWatchMetrics"' in line:
+            blobs.append(json.loads(line))
+    totals: dict[str, list[float]] = {k: [] for k in STAGES}
+    for blob in blobs[skip_invokes:]:
+        for key in STAGES:
+            value = blob.get(key, [])
+            totals[key] += value if isinstance(value, list) else [value]
+    return {k: round(statistics.fmean(v), 1) for k, v in totals.items() if v}
+
+
 def put_batch(stack: MotoStack, photos: list[bytes], prefix: str, n: int) -> None:
     s3 = stack.client("s3")
     for i in range(n):
@@ -80,6 +97,7 @@ def measure_size(image: str, memory: int, photos: list[bytes], batch_size: int, 
             if poller.stats.failed or poller.stats.function_errors:
                 raise RuntimeError(f"failures at {memory} MB: {poller.stats}\n{fn.logs()[-3000:]}")
             reports = fn.reports()
+            stages = stage_ms_per_image(fn.logs(), n_warm)
             items = stack.client("dynamodb").scan(TableName=stack.names.table, Select="COUNT")["Count"]
     timed = reports[n_warm:]
     sizes = poller.stats.batch_sizes[-len(timed) :] if timed else []
@@ -105,6 +123,7 @@ def measure_size(image: str, memory: int, photos: list[bytes], batch_size: int, 
         "ms_per_image_median_batch": round(
             statistics.median(r.duration_ms / s for r, s in zip(timed, sizes, strict=True)), 1
         ),
+        "stage_ms_per_image": stages,
         "usd_per_million_images": round(compute_usd + request_usd, 2),
         "usd_compute": round(compute_usd, 2),
         "usd_requests": round(request_usd, 3),
@@ -119,14 +138,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['batches']} timed batches per size; `docker run --cpus M/1769 --memory M` under the RIE; "
         f"load average {result['loadavg']} on a 2-core host.",
         "",
-        "| memory MB | vCPU share | ms / image (billed) | $ / million images | of which requests |",
-        "| ---: | ---: | ---: | ---: | ---: |",
+        "| memory MB | vCPU share | ms / image (billed) | $ / million images | of which requests "
+        "| S3 read / decode / preprocess / inference / write ms |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         mark = " **(cheapest)**" if r is cheapest else ""
+        stages = " / ".join(f"{r['stage_ms_per_image'].get(k, float('nan')):.0f}" for k in STAGES)
         lines.append(
             f"| {r['memory_mb']} | {r['cpus']:.2f} | {r['ms_per_image']:.0f} | "
-            f"{r['usd_per_million_images']:.2f}{mark} | {r['usd_requests']:.3f} |"
+            f"{r['usd_per_million_images']:.2f}{mark} | {r['usd_requests']:.3f} | {stages} |"
         )
     lines += [
         "",

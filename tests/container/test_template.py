@@ -297,3 +297,9 @@ def test_env_vars_point_every_endpoint_at_loopback() -> None:
     for values in env.values():
         assert values["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
         assert values["AWS_ENDPOINT_URL_STS"].startswith("http://127.0.0.1:")
+
+
+def test_visibility_timeout_default_is_six_function_timeouts(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    assert int(params["QueueVisibilityTimeout"]["Default"]) >= 6 * int(params["S3FunctionTimeout"]["Default"])
+    assert int(params["ApiFunctionTimeout"]["Default"]) <= 30, "HTTP API integrations time out at 30 s"
