@@ -126,7 +126,10 @@ class Embedder:
             model_id=str(manifest.get("model_id", "unknown")) + ("" if precision == "int8" else "@fp32"),
             manifest=manifest,
             limits=limits,
-            settings=SessionSettings.auto(threads),
+            settings=SessionSettings.auto(
+                threads,
+                optimization="basic" if model_file.name == MODEL_FILE and precision == "int8" else "all",
+            ),
             fast_jpeg=fast_jpeg,
             exif=exif,
         )

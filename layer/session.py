@@ -72,8 +72,15 @@ class SessionSettings:
     optimization: str  # "basic" | "extended" | "all" | "disabled"
 
     @classmethod
-    def auto(cls, threads: int | None = None, environ: Mapping[str, str] | None = None) -> SessionSettings:
-        """Threads: explicit argument, else ``CLIP_LAMBDA_THREADS``, else the detected CPU budget."""
+    def auto(
+        cls,
+        threads: int | None = None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        optimization: str = "basic",
+    ) -> SessionSettings:
+        """Threads: explicit argument, else ``CLIP_LAMBDA_THREADS``, else the detected CPU budget.
+        ``optimization``: the graph level for this model unless ``CLIP_LAMBDA_GRAPH_OPT`` overrides it."""
         env = os.environ if environ is None else environ
         budget = CpuBudget.detect(env)
         if threads is None and env.get("CLIP_LAMBDA_THREADS", "").isdigit():
@@ -83,7 +90,7 @@ class SessionSettings:
         return cls(
             threads=max(1, threads or budget.threads),
             spinning=spinning,
-            optimization=env.get("CLIP_LAMBDA_GRAPH_OPT", "basic"),
+            optimization=env.get("CLIP_LAMBDA_GRAPH_OPT", optimization),
         )
 
 
@@ -107,9 +114,8 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spinning else "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     # The int8 model.onnx is saved already optimized ("extended": LayerNorm/Gelu/attention fusions) by the
-    # build, so "basic" (constant folding, redundant-node removal) is all that is left to do at load time;
-    # for the plain fp32 export it still gives most of the speed. "all" adds the NCHWc layout pass, whose
-    # cost is paid on every cold start for one patch Conv.
+    # build, so "basic" (constant folding, redundant-node removal) is all that is left to do at each cold
+    # start. The plain fp32 export (gate, benchmarks, MODEL_PRECISION=fp32) gets "all" at load time.
     so.graph_optimization_level = _LEVELS[settings.optimization]
     # No CPU arena: the arena keeps its high-water mark forever and grows with batch shape (fastembed
     # users report 6.5 GiB spikes). With the fixed [1,3,224,224] input, the memory pattern planner
