@@ -28,11 +28,15 @@ daemon_pid() {
     [[ -f "$PIDFILE" ]] || return 0
     local pid
     pid="$(cat "$PIDFILE" 2>/dev/null || true)"
-    # A pid from a stale file may have been reused by another process: only a dockerd counts.
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null \
-        && [[ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == dockerd ]]; then
-        echo "$pid"
-    fi
+    # A pid from a stale file may have been reused by another process: only a dockerd counts. A killed
+    # daemon whose parent is gone can linger as a zombie (state Z) that kill -0 still finds: not alive.
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == dockerd ]] || return 0
+    local stat
+    stat="$(cat "/proc/$pid/stat" 2>/dev/null || true)"
+    stat="${stat##*) }" # fields after "pid (comm) ": the first is the state
+    [[ "${stat%% *}" != Z ]] || return 0
+    echo "$pid"
 }
 
 answers() { docker info >/dev/null 2>&1; }
