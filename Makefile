@@ -12,11 +12,13 @@ TORCH ?= torch==2.13.0
 .PHONY: run test lint unit bench model image venv clean
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+# constraints.txt pins the versions the suite last passed with (a fresh resolve of this many packages
+# backtracks for minutes and may pick older releases).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[build,bench,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH)"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[build,bench,dev]"
 	touch $@
 
 # The model directory: the hub checkpoint by default; if the hub cannot be reached, an untrained
