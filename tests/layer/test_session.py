@@ -46,3 +46,27 @@ def test_session_options_applied() -> None:
     assert so.intra_op_num_threads == 2 and so.inter_op_num_threads == 1
     assert so.enable_cpu_mem_arena is False
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_across_calls(model_dir: Path) -> None:
+    """No arena high-water mark that creeps with input: after warm-up, 30 more images of mixed sizes and
+    formats leave the resident set where it was (fastembed users report multi-GiB growth)."""
+    from layer import Embedder
+    from tests.imaging import encode, jpeg_12mp, resized_photo
+
+    embedder = Embedder.from_dir(model_dir)
+    images = [jpeg_12mp(), encode(resized_photo((640, 480))), encode(resized_photo((1920, 1080)), "JPEG")]
+    for data in images * 2:
+        embedder.embed_one(data)
+    before = _rss_mib()
+    for data in images * 10:
+        embedder.embed_one(data)
+    assert _rss_mib() - before < 16
