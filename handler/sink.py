@@ -16,6 +16,7 @@ replaces the failure, a delete removes it, and all failures are found with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -130,38 +131,42 @@ class Sink:
 
     def delete(self, pk: str, order_key: str) -> bool:
         """Delete the item unless a newer event wrote it; True if deleted or absent."""
-        try:
-            with subsegment("dynamodb.delete_item"), timed("WriteTime"):
-                self.client.delete_item(
-                    TableName=self.table_name,
-                    Key={"pk": {"S": pk}},
-                    ConditionExpression=_CONDITION,
-                    ExpressionAttributeValues={":k": {"S": order_key}},
-                )
-        except ClientError as exc:
-            if _is_condition_failure(exc):
-                return False
-            raise TransientError(f"DynamoDB DeleteItem {pk}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise TransientError(f"DynamoDB DeleteItem {pk}: {exc}") from exc
-        return True
+        return self._conditional(
+            "DeleteItem",
+            pk,
+            lambda: self.client.delete_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": pk}},
+                ConditionExpression=_CONDITION,
+                ExpressionAttributeValues={":k": {"S": order_key}},
+            ),
+        )
 
     def _put(self, item: dict[str, Any]) -> bool:
-        pk = item["pk"]["S"]
+        return self._conditional(
+            "PutItem",
+            item["pk"]["S"],
+            lambda: self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=_CONDITION,
+                ExpressionAttributeValues={":k": item["order_key"]},
+            ),
+        )
+
+    @staticmethod
+    def _conditional(operation: str, pk: str, call: Callable[[], object]) -> bool:
+        """Run one conditional write: False when the condition failed (newer data is there), True when it
+        was applied, ``TransientError`` for anything else, so that the record is retried."""
         try:
-            with subsegment("dynamodb.put_item"), timed("WriteTime"):
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression=_CONDITION,
-                    ExpressionAttributeValues={":k": item["order_key"]},
-                )
+            with subsegment(f"dynamodb.{operation}"), timed("WriteTime"):
+                call()
         except ClientError as exc:
             if _is_condition_failure(exc):
                 return False
-            raise TransientError(f"DynamoDB PutItem {pk}: {exc}") from exc
+            raise TransientError(f"DynamoDB {operation} {pk}: {exc}") from exc
         except BotoCoreError as exc:
-            raise TransientError(f"DynamoDB PutItem {pk}: {exc}") from exc
+            raise TransientError(f"DynamoDB {operation} {pk}: {exc}") from exc
         return True
 
 
