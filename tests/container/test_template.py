@@ -213,7 +213,9 @@ def test_roles_are_least_privilege(resources: dict[str, Any], role: str) -> None
     assert "ManagedPolicyArns" not in resources[role]["Properties"], "managed policies grant Resource: *"
     for statement in statements(resources, role):
         assert statement["Effect"] == "Allow"
-        assert statement["Resource"] != "*", statement
+        if statement["Resource"] == "*":  # only X-Ray's writes, which have no resource-level permissions
+            assert set(actions(statement)) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, statement
+            continue
         for action in actions(statement):
             assert "*" not in action, action
             service, verb = action.split(":")
@@ -237,6 +239,12 @@ def test_roles_are_least_privilege(resources: dict[str, Any], role: str) -> None
     fn = "S3Function" if role == "S3FunctionRole" else "ApiFunction"
     assert resources[fn]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
     assert "Policies" not in resources[fn]["Properties"], "SAM Policies would add managed policies"
+
+
+def test_functions_are_traced(resources: dict[str, Any], template: dict[str, Any]) -> None:
+    """Tracer subsegments reach X-Ray only with active tracing (a parameter, default Active)."""
+    assert template["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
+    assert template["Parameters"]["Tracing"]["Default"] == "Active"
 
 
 def test_log_groups_have_retention(resources: dict[str, Any]) -> None:
