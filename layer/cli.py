@@ -23,6 +23,7 @@ def _build_model(args: argparse.Namespace) -> int:
         method=args.quant_method,
         op_types=tuple(args.quant_op_types.split(",")),
         per_channel=not args.per_tensor,
+        nodes_to_exclude=tuple(n for n in args.quant_exclude_nodes.split(",") if n),
     )
     opts = BuildOptions(
         source=args.source,
@@ -121,6 +122,11 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--quant-method", choices=["dynamic", "static"], default="dynamic")
     b.add_argument("--quant-op-types", default="MatMul", help="comma-separated ONNX op types to quantize")
     b.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    b.add_argument(
+        "--quant-exclude-nodes",
+        default="",
+        help="comma-separated ONNX node names to keep in fp32 (e.g. MatMuls with outlier activations)",
+    )
     b.set_defaults(func=_build_model)
 
     e = sub.add_parser("embed", help="embed images; one JSON object per line")

@@ -137,3 +137,22 @@ def test_fp32_engine_reports_its_precision_in_the_model_id(model_dir: Path) -> N
     """Vectors from model.fp32.onnx are labelled as such, so they are never mixed with int8 ones."""
     m = json.loads((model_dir / "manifest.json").read_text())
     assert Embedder.from_dir(model_dir, precision="fp32").model_id == m["model_id"] + "@fp32"
+
+
+def test_excluded_nodes_stay_fp32(model_dir: Path, tmp_path: Path) -> None:
+    """``--quant-exclude-nodes``: the escape hatch when a trained checkpoint's outlier MatMul fails the gate."""
+    from layer.build.quantize import QuantSettings, quantize
+
+    graph = onnx.load(model_dir / "model.fp32.onnx").graph
+    weights = {init.name for init in graph.initializer}
+    matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    assert len(matmuls) >= 72  # 12 layers × (q, k, v, out, fc1, fc2), + projection
+
+    def float_matmuls(settings: QuantSettings) -> set[str]:
+        out = tmp_path / "q.onnx"
+        quantize(model_dir / "model.fp32.onnx", out, settings)
+        return {n.name for n in onnx.load(out).graph.node if n.op_type == "MatMul"}
+
+    excluded = tuple(matmuls[:2])
+    assert not set(excluded) & float_matmuls(QuantSettings())
+    assert set(excluded) <= float_matmuls(QuantSettings(nodes_to_exclude=excluded))
