@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,12 @@ def engine_env() -> dict[str, str]:
         if sock.exists():
             env["DOCKER_HOST"] = f"unix://{sock}"
     return env
+
+
+def write_report(result: dict[str, Any], out: Path, markdown: Callable[[dict[str, Any]], str]) -> str:
+    """Write a measurement as ``out`` (JSON) and ``out`` with ``.md`` (its table); return the table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    md = markdown(result)
+    out.with_suffix(".md").write_text(md)
+    return md

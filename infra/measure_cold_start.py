@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image
 
-from infra.container_rie import ContainerFunction
+from infra.container_rie import ContainerFunction, write_report
 from infra.moto_stack import MotoStack
 from infra.poller import SqsPoller
 
@@ -176,11 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw": rows,
         "init_breakdown_ms": breakdown(args.image, args.memory),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    md = markdown(result)
-    args.out.with_suffix(".md").write_text(md)
-    print(md)
+    print(write_report(result, args.out, markdown))
     return 0
 
 

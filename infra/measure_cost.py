@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image
 
-from infra.container_rie import VCPU_MB, ContainerFunction
+from infra.container_rie import VCPU_MB, ContainerFunction, write_report
 from infra.moto_stack import MotoStack, StackNames
 from infra.poller import SqsPoller
 
@@ -182,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "price": {"gb_second_usd": GB_SECOND_USD, "request_usd": REQUEST_USD},
         "sizes": sizes,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    md = markdown(result)
-    args.out.with_suffix(".md").write_text(md)
-    print(md)
+    print(write_report(result, args.out, markdown))
     return 0
 
 
