@@ -49,13 +49,16 @@ def machine() -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    from layer import Embedder
+    from layer import Limits
+    from layer.config import PreprocessConfig
+    from layer.embedder import pixel_values
+    from layer.manifest import PREPROCESSOR_FILE
 
     cache = ROOT / ".cache" / "bench-images"
     workloads = make_workloads(cache, args.count)
-    exact = Embedder.from_dir(args.model, fast_jpeg=False)
+    config = PreprocessConfig.from_file(Path(args.model) / PREPROCESSOR_FILE)
     png = next(w for w in workloads if w.name == "png-640x480")
-    tensors = np.stack([exact.pixel_values(f.read_bytes())[0] for f in png.files])
+    tensors = np.stack([pixel_values(f.read_bytes(), config, Limits(), fast_jpeg=False)[0] for f in png.files])
     selected = [w for w in workloads if w.name in args.workloads]
     with tempfile.TemporaryDirectory(prefix="clip-bench-") as tmp:
         spec = Path(tmp) / "workloads.json"

@@ -37,13 +37,13 @@ class GateResult:
 
 
 def run_gate(
-    int8: Embedder, fp32: Embedder, images: list[tuple[str, bytes]], threshold: float = DEFAULT_MIN_COSINE
+    int8: Embedder, fp32: Embedder, images: list[tuple[str, np.ndarray]], threshold: float = DEFAULT_MIN_COSINE
 ) -> GateResult:
-    """Cosine of each image's int8 vector to its fp32 vector (both unit norm, same preprocessing)."""
+    """Cosine of each image's int8 vector to its fp32 vector, both from the same preprocessed pixels."""
     cosines: dict[str, float] = {}
-    for name, data in images:
-        a = int8.embed_one(data).vector.astype(np.float64)
-        b = fp32.embed_one(data).vector.astype(np.float64)
+    for name, pixels in images:
+        a = int8.embed_pixels(pixels[None])[0][0].astype(np.float64)
+        b = fp32.embed_pixels(pixels[None])[0][0].astype(np.float64)
         cosines[name] = float(a @ b)
     worst = min(cosines, key=lambda k: cosines[k])
     vals = np.array(list(cosines.values()))

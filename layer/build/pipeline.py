@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 import onnxruntime
 
+from layer.build.gate import DEFAULT_MIN_COSINE, GateFailed, run_gate
 from layer.build.quantize import QuantSettings, optimize_offline, quantize
 from layer.config import PreprocessConfig
-from layer.embedder import Embedder
+from layer.embedder import Embedder, pixel_values
+from layer.limits import Limits
 from layer.manifest import (
     FP32_FILE,
     INPUT_NAME,
@@ -45,7 +47,7 @@ class BuildOptions:
     revision: str | None = None
     seed: int = 0
     quant: QuantSettings = field(default_factory=QuantSettings)
-    min_cosine: float = 0.999
+    min_cosine: float = DEFAULT_MIN_COSINE
 
 
 class _Steps:
@@ -73,7 +75,6 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
 
     from layer.build.calibration import calibration_images
     from layer.build.export import OPSET, export_onnx
-    from layer.build.gate import GateFailed, run_gate
     from layer.build.source import load_source
 
     out = Path(opts.out)
@@ -93,22 +94,20 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
             export_onnx(loaded.model, tmp / FP32_FILE, image_size=config.crop_size)
         model_id, source_kind, revision = loaded.model_id, loaded.source, loaded.revision
         del loaded  # free the torch weights before quantizing
-        images = calibration_images(opts.seed)
         gate: dict[str, Any] = {"applicable": False, "reason": "fp32 build ships the reference export"}
         if opts.precision == "int8":
+            # Preprocessed once (exact path): the static quantizer's calibration and the gate share them.
+            images = [
+                (name, pixel_values(data, config, Limits(), fast_jpeg=False)[0])
+                for name, data in calibration_images(opts.seed)
+            ]
             with steps.step(f"quantize int8 ({opts.quant.method}, {'+'.join(opts.quant.op_types)})"):
-                calib = []
-                if opts.quant.method == "static":
-                    ref = Embedder(tmp / FP32_FILE, config, fast_jpeg=False)
-                    calib = [ref.pixel_values(data)[0] for _, data in images]
+                calib = [pixels for _, pixels in images] if opts.quant.method == "static" else []
                 quantize(tmp / FP32_FILE, tmp / MODEL_FILE, opts.quant, calib)
                 optimize_offline(tmp / MODEL_FILE)
             with steps.step(f"accuracy gate on {len(images)} images (min cosine ≥ {opts.min_cosine})"):
                 result = run_gate(
-                    Embedder(tmp / MODEL_FILE, config, fast_jpeg=False),
-                    Embedder(tmp / FP32_FILE, config, fast_jpeg=False),
-                    images,
-                    opts.min_cosine,
+                    Embedder(tmp / MODEL_FILE, config), Embedder(tmp / FP32_FILE, config), images, opts.min_cosine
                 )
                 log(f"    cosine min {result.cosine_min:.6f} ({result.worst}), mean {result.cosine_mean:.6f}")
                 gate = {"applicable": True, **result.to_dict()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -76,15 +77,12 @@ def load_source(source: str = DEFAULT_SOURCE, *, revision: str | None = None, se
                         "not in the local HF cache (use a local save_pretrained dir or --source random-init)"
                     ) from None
                 model = _from_pretrained(source, revision, offline=False)
-    except OSError as exc:
+    except OSError as exc:  # the hub answered (or the dir exists), but this checkpoint cannot be read
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = " (the hub cannot be reached: use a local save_pretrained dir or --source random-init)"
-        raise SourceUnavailable(f"cannot load {source!r}: {first}{hint if kind == 'hub' else ''}") from exc
+        raise SourceUnavailable(f"cannot load {source!r}: {first}") from exc
     model.eval()
     preprocessor = None
     if kind == "local" and (local / "preprocessor_config.json").exists():
-        import json
-
         preprocessor = json.loads((local / "preprocessor_config.json").read_text())
     rev = revision or getattr(model.config, "_commit_hash", None)
     model_id = source if kind == "hub" else os.path.basename(str(local).rstrip("/"))
