@@ -20,24 +20,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.net import free_port
-from infra.rie import InvokeResult, rie_binary
+from infra.net import free_port, wait_listening
+from infra.rie import INVOKE_PATH, InvokeResult, post_invoke, rie_binary
 
 __all__ = ["ContainerFunction", "InvokeResult", "Report", "engine_env", "free_port", "rie_binary"]
 
 VCPU_MB = 1769  # Lambda: 1,769 MB of memory = one vCPU's worth of CPU time
-INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 _REPORT = re.compile(r"^REPORT RequestId: (?P<id>\S+)(?P<rest>.*)$", re.MULTILINE)
 _FIELD = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size|Max Memory Used): ([\d.]+)")
 _INIT = re.compile(r"INIT REPORT\(durationMs: ([\d.]+)\)")
@@ -104,16 +100,10 @@ class ContainerFunction:
         return self
 
     def _wait_listening(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                s.settimeout(0.2)
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if not self.running():
-                raise RuntimeError(f"container {self.name} exited:\n{self.logs()}")
-            time.sleep(0.05)
-        raise TimeoutError(f"RIE in {self.name} did not listen on {self.port}:\n{self.logs()}")
+        try:
+            wait_listening(self.port, timeout, alive=self.running)
+        except (RuntimeError, TimeoutError) as exc:
+            raise type(exc)(f"container {self.name}: {exc}:\n{self.logs()}") from exc
 
     def running(self) -> bool:
         out = docker("inspect", "--format", "{{.State.Running}}", self.name, check=False)
@@ -126,20 +116,7 @@ class ContainerFunction:
 
     def lambda_invoke(self, event: Any, timeout: float | None = None) -> InvokeResult:
         """POST the event; an ``InvokeResult`` as infra.rie's (so infra.poller.SqsPoller can drive it)."""
-        data = json.dumps(event).encode()
-        req = urllib.request.Request(self.url, data=data, method="POST")  # noqa: S310 - loopback http
-        t0 = time.perf_counter()
-        try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout_s + 30) as resp:  # noqa: S310
-                body, error = resp.read(), bool(resp.headers.get("X-Amz-Function-Error"))
-        except urllib.error.HTTPError as exc:
-            body, error = exc.read(), True
-        wall_ms = (time.perf_counter() - t0) * 1e3
-        try:
-            payload = json.loads(body)
-        except json.JSONDecodeError:
-            payload = body.decode(errors="replace")
-        return InvokeResult(payload=payload, error=error, wall_ms=wall_ms)
+        return post_invoke(self.url, event, timeout or self.timeout_s + 30)
 
     def logs(self) -> str:
         out = docker("logs", self.name, check=False)

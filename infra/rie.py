@@ -51,6 +51,26 @@ class InvokeResult:
     wall_ms: float
 
 
+def post_invoke(url: str, event: Any, timeout: float) -> InvokeResult:
+    """POST one event to an RIE invoke URL (on the host or in a container): payload, failure flag, wall ms.
+    A function error is the ``X-Amz-Function-Error`` header, an HTTP error, or an ``errorType`` payload."""
+    request = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST")  # noqa: S310 - loopback
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - loopback http
+            body, error = resp.read(), bool(resp.headers.get("X-Amz-Function-Error"))
+    except urllib.error.HTTPError as exc:
+        body, error = exc.read(), True
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    try:
+        payload = json.loads(body) if body else None
+    except json.JSONDecodeError:
+        payload = body.decode(errors="replace")
+    if isinstance(payload, dict) and {"errorType", "errorMessage"} <= payload.keys():
+        error = True
+    return InvokeResult(payload=payload, error=error, wall_ms=wall_ms)
+
+
 @dataclass
 class LocalFunction:
     handler: str
@@ -108,20 +128,8 @@ class LocalFunction:
 
     def invoke(self, event: Any, timeout: float | None = None) -> InvokeResult:
         """One synchronous invoke (the first one includes INIT: the model load)."""
-        data = json.dumps(event).encode()
-        request = urllib.request.Request(self.url, data=data, method="POST")  # noqa: S310 - loopback http
         with self._lock:
-            t0 = time.perf_counter()
-            try:
-                with urllib.request.urlopen(request, timeout=timeout or self.timeout_s + 30) as resp:  # noqa: S310
-                    body, error = resp.read(), bool(resp.headers.get("X-Amz-Function-Error"))
-            except urllib.error.HTTPError as exc:
-                body, error = exc.read(), True
-            wall_ms = (time.perf_counter() - t0) * 1e3
-        payload = json.loads(body) if body else None
-        if isinstance(payload, dict) and {"errorType", "errorMessage"} <= payload.keys():
-            error = True
-        return InvokeResult(payload=payload, error=error, wall_ms=wall_ms)
+            return post_invoke(self.url, event, timeout or self.timeout_s + 30)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

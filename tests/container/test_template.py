@@ -57,30 +57,18 @@ def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ linters
+def run_linter(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, env=offline_env(), capture_output=True, text=True, timeout=300, check=False)
+
+
 def test_sam_validate_lint() -> None:
-    proc = subprocess.run(
-        [tool("sam"), "validate", "--lint", "--template-file", str(TEMPLATE)],
-        cwd=ROOT,
-        env=offline_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_linter(tool("sam"), "validate", "--lint", "--template-file", str(TEMPLATE))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "is a valid SAM Template" in proc.stdout + proc.stderr
 
 
 def test_cfn_lint_clean() -> None:
-    proc = subprocess.run(
-        [tool("cfn-lint"), str(TEMPLATE)],
-        cwd=ROOT,
-        env=offline_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_linter(tool("cfn-lint"), str(TEMPLATE))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "", proc.stdout
 
