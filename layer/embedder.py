@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from layer.config import PreprocessConfig
+from layer.cpu import CpuInfo, SessionTuning, int8_tuning
 from layer.decode import Decoded, decode
 from layer.errors import ImageError, ModelDirError
 from layer.limits import Limits
@@ -100,6 +101,7 @@ class Embedder:
         settings: SessionSettings | None = None,
         fast_jpeg: bool = True,
         exif: bool = True,
+        cpu: CpuInfo | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.config = config
@@ -109,6 +111,7 @@ class Embedder:
         self.settings = settings or SessionSettings.auto()
         self.fast_jpeg = fast_jpeg
         self.exif = exif
+        self.cpu = cpu or CpuInfo.detect()
         self.session = create_session(self.model_path, self.settings)
         out = self.session.get_outputs()[0]
         self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else int(self.manifest.get("dim", 512))
@@ -134,19 +137,33 @@ class Embedder:
             raise ModelDirError(f"{model_file} not found")
         if precision == "int8" and manifest.get("precision") == "fp32":
             precision = "fp32"  # an fp32-only build ships its fp32 export as model.onnx
+        cpu = CpuInfo.detect()
+        fp32 = SessionTuning(optimization="all")  # the plain export: every graph optimization at load
+        tuning = int8_tuning(cpu, manifest.get("quantization")) if precision == "int8" else fp32
         return cls(
             model_file,
             PreprocessConfig.from_file(model_dir / PREPROCESSOR_FILE),
             model_id=str(manifest.get("model_id", "unknown")) + ("" if precision == "int8" else "@fp32"),
             manifest=manifest,
             limits=limits,
-            settings=SessionSettings.auto(
-                threads,
-                optimization="basic" if precision == "int8" else "all",  # int8 model.onnx is pre-optimized
-            ),
+            settings=SessionSettings.auto(threads, optimization=tuning.optimization, config=tuning.config),
+            cpu=cpu,
             fast_jpeg=fast_jpeg,
             exif=exif,
         )
+
+    def cpu_report(self) -> dict[str, Any]:
+        """This CPU, its int8 kernel path, the session options chosen for it and whether the model's
+        build gate ran on that path (INIT log, ``GET /model``)."""
+        path = self.cpu.kernel_path
+        gated = {p.get("path"): p for p in self.manifest.get("cpu_paths", [])}.get(path)
+        return {
+            **self.cpu.to_dict(),
+            "session_config": dict(self.settings.config),
+            "graph_optimization": self.settings.optimization,
+            "gate_covered": bool(gated and gated.get("status") == "passed"),
+            "gate": gated,
+        }
 
     # --- stages -----------------------------------------------------------------------------------
     def pixel_values(self, data: bytes) -> tuple[np.ndarray, Decoded, Timings]:

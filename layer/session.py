@@ -70,6 +70,7 @@ class SessionSettings:
     threads: int
     spinning: bool
     optimization: str  # "basic" | "extended" | "all" | "disabled"
+    config: tuple[tuple[str, str], ...] = ()  # extra session config entries (the CPU's int8 tuning)
 
     @classmethod
     def auto(
@@ -78,9 +79,11 @@ class SessionSettings:
         environ: Mapping[str, str] | None = None,
         *,
         optimization: str = "basic",
+        config: tuple[tuple[str, str], ...] = (),
     ) -> SessionSettings:
         """Threads: explicit argument, else ``CLIP_LAMBDA_THREADS``, else the detected CPU budget.
-        ``optimization``: the graph level for this model unless ``CLIP_LAMBDA_GRAPH_OPT`` overrides it."""
+        ``optimization``: the graph level for this model unless ``CLIP_LAMBDA_GRAPH_OPT`` overrides it.
+        ``config``: session config entries this model needs on this CPU (``layer.cpu.int8_tuning``)."""
         env = os.environ if environ is None else environ
         budget = CpuBudget.detect(env)
         if threads is None and env.get("CLIP_LAMBDA_THREADS", "").isdigit():
@@ -91,6 +94,7 @@ class SessionSettings:
             threads=max(1, threads or budget.threads),
             spinning=spinning,
             optimization=env.get("CLIP_LAMBDA_GRAPH_OPT", optimization),
+            config=config,
         )
 
 
@@ -115,13 +119,16 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     # The int8 model.onnx is saved already optimized ("extended": LayerNorm/Gelu/attention fusions) by the
     # build, so "basic" (constant folding, redundant-node removal) is all that is left to do at each cold
-    # start. The plain fp32 export (gate, benchmarks, MODEL_PRECISION=fp32) gets "all" at load time.
+    # start, except on x86 without VNNI, where the weight re-encoding needs "extended" (layer.cpu). The plain
+    # fp32 export (gate, benchmarks, MODEL_PRECISION=fp32) gets "all" at load time.
     so.graph_optimization_level = _LEVELS[settings.optimization]
     # No CPU arena: the arena keeps its high-water mark forever and grows with batch shape (fastembed
     # users report 6.5 GiB spikes). With the fixed [1,3,224,224] input, the memory pattern planner
     # (enable_mem_pattern, default on) already reuses one pre-planned block per run.
     so.enable_cpu_mem_arena = False
     so.enable_mem_pattern = True
+    for key, value in settings.config:
+        so.add_session_config_entry(key, value)
     so.log_severity_level = 3
     return so
 
