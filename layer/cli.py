@@ -14,6 +14,8 @@ from pathlib import Path
 
 
 def _build_model(args: argparse.Namespace) -> int:
+    from layer.build.cpu_paths import CpuPathsFailed
+    from layer.build.emulation import EmulationUnavailable
     from layer.build.gate import GateFailed
     from layer.build.pipeline import BuildOptions, build_model
     from layer.build.quantize import QuantSettings
@@ -23,6 +25,7 @@ def _build_model(args: argparse.Namespace) -> int:
         method=args.quant_method,
         op_types=tuple(args.quant_op_types.split(",")),
         per_channel=not args.per_tensor,
+        reduce_range=args.weight_bits == 7,
         nodes_to_exclude=tuple(n for n in args.quant_exclude_nodes.split(",") if n),
     )
     opts = BuildOptions(
@@ -33,6 +36,7 @@ def _build_model(args: argparse.Namespace) -> int:
         seed=args.seed,
         quant=quant,
         min_cosine=args.min_cosine,
+        cross_cpu=args.cross_cpu,
     )
     try:
         try:
@@ -51,9 +55,12 @@ def _build_model(args: argparse.Namespace) -> int:
     except SourceUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    except GateFailed as exc:
+    except (GateFailed, CpuPathsFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
+    except EmulationUnavailable as exc:
+        print(f"error: --cross-cpu required, but a CPU path cannot be emulated here: {exc}", file=sys.stderr)
+        return 5
     return 0
 
 
@@ -119,6 +126,23 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     b.add_argument("--seed", type=int, default=0, help="seed for random-init and synthetic gate images")
     b.add_argument("--min-cosine", type=float, default=0.999, help="accuracy gate threshold (int8 vs fp32)")
+    b.add_argument(
+        "--cross-cpu",
+        choices=["auto", "required", "off"],
+        default="auto",
+        help="also gate the int8 model on the CPU paths this machine lacks, emulated with QEMU "
+        "(x86 AVX2, arm64 Graviton2/3-like): auto = those this machine can emulate (the others are "
+        "recorded as not run, with the reason), required = fail (exit 5) if one cannot run; "
+        "needs qemu-user-static, and for arm64 debootstrap and root",
+    )
+    b.add_argument(
+        "--weight-bits",
+        type=int,
+        choices=[8, 7],
+        default=8,
+        help="8 (default): best accuracy; 7: weights cannot saturate on x86 without VNNI, so those CPUs need "
+        "no u8 re-encoding at load (faster there), at lower accuracy",
+    )
     b.add_argument("--quant-method", choices=["dynamic", "static"], default="dynamic")
     b.add_argument("--quant-op-types", default="MatMul", help="comma-separated ONNX op types to quantize")
     b.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")

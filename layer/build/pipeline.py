@@ -15,11 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import onnxruntime
 
-from layer.build.gate import DEFAULT_MIN_COSINE, GateFailed, run_gate
+from layer.build.cpu_paths import CrossCpuMode, PathResult, native_result, pick_images, run_cpu_paths
+from layer.build.gate import DEFAULT_MIN_COSINE, GateFailed, gate_vectors, judge
 from layer.build.quantize import QuantSettings, optimize_offline, quantize
 from layer.config import PreprocessConfig
+from layer.cpu import CpuInfo, describe
 from layer.embedder import Embedder, pixel_values
 from layer.limits import Limits
 from layer.manifest import (
@@ -48,6 +51,7 @@ class BuildOptions:
     seed: int = 0
     quant: QuantSettings = field(default_factory=QuantSettings)
     min_cosine: float = DEFAULT_MIN_COSINE
+    cross_cpu: CrossCpuMode = "auto"
 
 
 class _Steps:
@@ -81,8 +85,9 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    steps = _Steps(4 if opts.precision == "fp32" else 5, log)
+    steps = _Steps(4 if opts.precision == "fp32" else 6, log)
     started = datetime.now(UTC)
+    native = CpuInfo.detect()
     try:
         with steps.step(f"load {opts.source}"):
             loaded = load_source(opts.source, revision=opts.revision, seed=opts.seed)
@@ -95,6 +100,7 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
         model_id, source_kind, revision = loaded.model_id, loaded.source, loaded.revision
         del loaded  # free the torch weights before quantizing
         gate: dict[str, Any] = {"applicable": False, "reason": "fp32 build ships the reference export"}
+        cpu_paths: list[PathResult] = []
         if opts.precision == "int8":
             # Preprocessed once (exact path): the static quantizer's calibration and the gate share them.
             images = [
@@ -105,14 +111,38 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
                 calib = [pixels for _, pixels in images] if opts.quant.method == "static" else []
                 quantize(tmp / FP32_FILE, tmp / MODEL_FILE, opts.quant, calib)
                 optimize_offline(tmp / MODEL_FILE)
+            # What the runtime reads before the session exists (its int8 tuning depends on it); the final
+            # manifest replaces it below.
+            provisional = {"model_id": model_id, "precision": "int8", "quantization": opts.quant.to_dict()}
+            (tmp / MANIFEST_FILE).write_text(json.dumps(provisional))
+            names = [name for name, _ in images]
             with steps.step(f"accuracy gate on {len(images)} images (min cosine ≥ {opts.min_cosine})"):
-                result = run_gate(
-                    Embedder(tmp / MODEL_FILE, config), Embedder(tmp / FP32_FILE, config), images, opts.min_cosine
+                # Sessions exactly as the runtime makes them on this CPU (Embedder.from_dir: tuned threads,
+                # graph level and the int8 options of layer.cpu).
+                int8_vecs, fp32_vecs = gate_vectors(
+                    Embedder.from_dir(tmp), Embedder.from_dir(tmp, precision="fp32"), images
                 )
+                result = judge(names, int8_vecs, fp32_vecs, opts.min_cosine)
+                log(f"    {describe(native)}")
                 log(f"    cosine min {result.cosine_min:.6f} ({result.worst}), mean {result.cosine_mean:.6f}")
                 gate = {"applicable": True, **result.to_dict()}
                 if not result.passed:
                     raise GateFailed(result)
+            picked = pick_images(names, [result.per_image[n] for n in names])
+            step = f"accuracy gate on the other CPU paths ({len(picked)} images each, --cross-cpu {opts.cross_cpu})"
+            with steps.step(step):
+                cpu_paths = run_cpu_paths(
+                    tmp,
+                    provisional,
+                    pixels=np.stack([images[i][1] for i in picked]),
+                    native_int8=int8_vecs[picked],
+                    fp32=fp32_vecs[picked],
+                    native_summary=native_result(native, list(result.per_image.values())),
+                    native=native,
+                    mode=opts.cross_cpu,
+                    min_cosine=opts.min_cosine,
+                    log=log,
+                )
         else:
             try:
                 os.link(tmp / FP32_FILE, tmp / MODEL_FILE)
@@ -137,6 +167,9 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
                 # onnxruntime version); model.fp32.onnx is the plain, portable export.
                 "graph_optimization": "extended (offline)" if opts.precision == "int8" else "none",
                 "accuracy_gate": gate,
+                # The int8 model on each CPU path Lambda may run: native, emulated (QEMU) or not run, why.
+                "cpu_paths": [r.to_dict() for r in cpu_paths],
+                "built_on": native.to_dict(),
                 "versions": {
                     "onnxruntime": onnxruntime.__version__,
                     "torch": torch.__version__,
@@ -148,7 +181,7 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
                 "files": {
                     p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                     for p in sorted(tmp.iterdir())
-                    if p.is_file()
+                    if p.is_file() and p.name != MANIFEST_FILE  # the provisional one is replaced below
                 },
             }
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
