@@ -186,7 +186,11 @@ def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
         raise InputError("s3_unavailable", f"{uri}: S3 is unavailable, retry later", 503) from exc
 
 
-@app.get("/model", summary="The model manifest, its id, dimension and input limits", operation_id="model")
+@app.get(
+    "/model",
+    summary="The model manifest, its id, dimension, input limits, and this CPU's int8 kernel path",
+    operation_id="model",
+)
 def model() -> dict[str, Any]:
     rt = runtime.current()
     limits = rt.settings.limits
@@ -198,6 +202,7 @@ def model() -> dict[str, Any]:
             "max_image_pixels": limits.max_pixels,
             "max_batch_images": rt.settings.max_batch,
         },
+        "cpu": rt.engine.cpu_report(),
         "manifest": rt.engine.manifest,
     }
 

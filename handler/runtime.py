@@ -15,6 +15,7 @@ import boto3
 from botocore.config import Config
 
 from handler.config import Settings
+from handler.observability import logger
 from handler.sink import Sink
 from layer import Embedder, Embedding, Limits
 
@@ -36,6 +37,8 @@ class Engine(Protocol):
 
     def embed_one(self, data: bytes) -> Embedding: ...
 
+    def cpu_report(self) -> dict[str, Any]: ...
+
 
 @dataclass
 class Runtime:
@@ -52,6 +55,9 @@ class Runtime:
             precision="fp32" if settings.precision == "fp32" else "int8",
             limits=settings.limits,
         )
+        # Which CPU Lambda gave this sandbox, the int8 kernel path it takes and whether the build's gate
+        # covered that path: the first thing to look at when vectors differ between invocations.
+        logger.info("model loaded", extra={"model": engine.model_id, "cpu": engine.cpu_report()})
         session = boto3.session.Session()
         s3 = session.client("s3", config=BOTO_CONFIG)
         ddb = session.client("dynamodb", config=BOTO_CONFIG)

@@ -44,6 +44,10 @@ class FakeEngine:
         v = rng.standard_normal(512).astype(np.float32)
         return (v / np.linalg.norm(v)).astype(np.float32)
 
+    @staticmethod
+    def cpu_report() -> dict[str, Any]:
+        return {"kernel_path": "x86-avx2", "gate_covered": False, "session_config": {}}
+
     def embed_one(self, data: bytes) -> Embedding:
         self.calls += 1
         decoded = decode(data, self.limits)
