@@ -2,19 +2,42 @@
 
 The engine half (this package minus ``layer.build``) imports only onnxruntime, numpy and pillow, so the
 Lambda image stays small. ``layer.build`` (torch, transformers, onnx) is imported only by the build command.
+
+The names below load on first use: ``import layer.cpu`` or ``layer.manifest`` must not start onnxruntime,
+whose CPU detection crashes in an arm64 process emulated without an arm64 /proc/cpuinfo (image_check.py
+looks before it leaps).
 """
 
-from layer.embedder import Embedder, Embedding
-from layer.errors import (
-    CorruptImage,
-    EmptyImage,
-    ImageError,
-    ImageTooLarge,
-    ModelDirError,
-    NotAnImage,
-    TooManyPixels,
-)
-from layer.limits import Limits
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from layer.embedder import Embedder, Embedding
+    from layer.errors import (
+        CorruptImage,
+        EmptyImage,
+        ImageError,
+        ImageTooLarge,
+        ModelDirError,
+        NotAnImage,
+        TooManyPixels,
+    )
+    from layer.limits import Limits
+
+_EXPORTS = {
+    "Embedder": "layer.embedder",
+    "Embedding": "layer.embedder",
+    "CorruptImage": "layer.errors",
+    "EmptyImage": "layer.errors",
+    "ImageError": "layer.errors",
+    "ImageTooLarge": "layer.errors",
+    "ModelDirError": "layer.errors",
+    "NotAnImage": "layer.errors",
+    "TooManyPixels": "layer.errors",
+    "Limits": "layer.limits",
+}
 
 __all__ = [
     "CorruptImage",
@@ -28,3 +51,9 @@ __all__ = [
     "NotAnImage",
     "TooManyPixels",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'layer' has no attribute {name!r}")
