@@ -45,9 +45,14 @@ bench: venv model
 	$(BIN)/clip-lambda bench --model $(MODEL_DIR)
 
 # The Lambda image from the public base (needs a registry); tests build it from a local debootstrap base.
+# ARCH=arm64 builds the Graviton image (on an x86 host through QEMU: infra/qemu-binfmt.sh registers it).
+ARCH ?= x86_64
+DOCKER_PLATFORM := linux/$(if $(filter arm64,$(ARCH)),arm64,amd64)
 image: venv model
+	if [[ "$(ARCH)" == arm64 && "$$(uname -m)" != aarch64 ]]; then bash infra/qemu-binfmt.sh; fi
 	eval "$$(bash infra/docker-engine.sh start)" && \
-	  docker build -f infra/Dockerfile --build-arg MODEL_DIR=$(MODEL_DIR) -t clip-lambda:latest .
+	  docker build --platform $(DOCKER_PLATFORM) -f infra/Dockerfile --build-arg MODEL_DIR=$(MODEL_DIR) \
+	    -t clip-lambda:latest-$(ARCH) .
 
 clean:
 	rm -rf $(VENV) build .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 # Build a local Debian bookworm + Python 3 base image for the Dockerfile, without any image registry.
 #
 #   infra/base-image.sh            # prints the image name (clip-lambda/base:bookworm) on stdout
+#   BASE_IMAGE_ARCH=arm64 infra/base-image.sh   # clip-lambda/base:bookworm-arm64 (via QEMU, ~2 min)
 #   BASE_IMAGE_FORCE=1 infra/base-image.sh   # rebuild even if the image exists
 #
 # Why: no Docker registry is reachable from these machines (CI included), so `FROM python:3.11-slim`
@@ -14,8 +15,11 @@
 # Cached: skips everything when the image already exists in the engine (its data root outlives runs).
 set -euo pipefail
 
-IMAGE="${BASE_IMAGE_NAME:-clip-lambda/base:bookworm}"
+ARCH="${BASE_IMAGE_ARCH:-amd64}" # Debian's name; also Docker's (amd64, arm64)
 SUITE="${BASE_IMAGE_SUITE:-bookworm}"
+DEFAULT_NAME="clip-lambda/base:$SUITE"
+[[ "$ARCH" == amd64 ]] || DEFAULT_NAME+="-$ARCH"
+IMAGE="${BASE_IMAGE_NAME:-$DEFAULT_NAME}"
 MIRROR="${BASE_IMAGE_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE="${BASE_IMAGE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 
@@ -43,9 +47,15 @@ cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
 ROOTFS="$WORK/rootfs"
 
-log "debootstrap $SUITE from $MIRROR (about a minute)"
+HOST_ARCH="$(dpkg --print-architecture)"
+if [[ "$ARCH" != "$HOST_ARCH" ]]; then
+    # debootstrap's second stage runs the foreign root's own programs: QEMU through binfmt_misc.
+    bash "$(dirname "$0")/qemu-binfmt.sh"
+fi
+
+log "debootstrap $SUITE $ARCH from $MIRROR (about a minute natively, two under QEMU)"
 # minbase: only Essential + apt; python3-venv brings ensurepip (pip for the venv the Dockerfile makes).
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+debootstrap --arch="$ARCH" --variant=minbase --include=python3,python3-venv,ca-certificates \
     "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
     tail -n 40 "$WORK/debootstrap.log" >&2
     exit 1
@@ -66,12 +76,12 @@ rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var
     "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* \
     "$ROOTFS"/usr/share/locale/*
 
-log "importing as $IMAGE"
-tar -C "$ROOTFS" --numeric-owner -c . | docker import \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'CMD ["python3"]' \
-    --message "debootstrap --variant=minbase $SUITE + python3, python3-venv, ca-certificates" \
-    - "$IMAGE" >/dev/null
+log "loading as $IMAGE ($ARCH)"
+# docker load of a saved-image archive rather than docker import, which labels every image with the
+# host's architecture (infra/docker_archive.py says why that matters).
+tar -C "$ROOTFS" --numeric-owner -cf "$WORK/layer.tar" .
+rm -rf "$ROOTFS"
+python3 "$(dirname "$0")/docker_archive.py" "$WORK/layer.tar" "$IMAGE" "$ARCH" \
+    "debootstrap --variant=minbase $SUITE ($ARCH) + python3, python3-venv, ca-certificates" | docker load >/dev/null
 log "done: $(docker image inspect --format '{{.Size}}' "$IMAGE") bytes"
 echo "$IMAGE"

@@ -112,6 +112,15 @@ def test_parameters_have_reasoned_defaults(template: dict[str, Any]) -> None:
     assert 1024 <= int(params["S3FunctionMemorySize"]["Default"]) <= 10240
 
 
+def test_architecture_is_a_parameter_of_both_functions(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["Architecture"]
+    assert (param["Default"], param["AllowedValues"]) == ("x86_64", ["x86_64", "arm64"])
+    assert "estimated" in param["Description"] and "measured" in param["Description"]
+    assert template["Globals"]["Function"]["Architectures"] == [{"Ref": "Architecture"}]
+    for fn in of_type(template["Resources"], "AWS::Serverless::Function").values():
+        assert "Architectures" not in fn["Properties"], "the global decides for both"
+
+
 def test_sqs_event_source_reports_batch_item_failures(resources: dict[str, Any]) -> None:
     event = resources["S3Function"]["Properties"]["Events"]["ImagesQueue"]
     assert event["Type"] == "SQS"

@@ -106,3 +106,11 @@ def test_tuning_reaches_the_onnxruntime_session_options() -> None:
     so = session_options(settings)
     assert so.get_session_config_entry("session.x64quantprecision") == "1"
     assert str(so.graph_optimization_level).endswith("ORT_ENABLE_EXTENDED")
+
+
+def test_cpuinfo_of_another_architecture_is_recognised() -> None:
+    # An arm64 process under QEMU 7.2 user-mode emulation reads the x86 host's /proc/cpuinfo.
+    assert CpuInfo.describes_other_arch(HASWELL, "aarch64") is True
+    assert CpuInfo.describes_other_arch(GRAVITON2, "aarch64") is False
+    assert CpuInfo.describes_other_arch(CASCADE, "x86_64") is False
+    assert CpuInfo.describes_other_arch(GRAVITON3, "x86_64") is True
