@@ -50,7 +50,7 @@ def summarise(raw: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def write_markdown(result: dict[str, Any], path: Path) -> str:
     m = result["machine"]
     lines = [
-        f"Machine: {m['cpu']}, {m['visible_cpus']} CPUs (VNNI: {m['vnni']}), onnxruntime {m['onnxruntime']}, "
+        f"Machine: {m['summary']}, {m['visible_cpus']} CPUs, onnxruntime {m['onnxruntime']}, "
         f"Python {m['python']}; {result['threads']} threads for every contender; "
         f"{result['images_per_workload']} images per workload; {result['created_at']}.",
         "",
@@ -92,7 +92,8 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
     ax.set_xticks(np.arange(len(workloads)) + width * (len(names) - 1) / 2, workloads)
     ax.set_ylabel("images / s (higher is better)")
     ax.set_yscale("log")
-    ax.set_title(f"CLIP ViT-B/32 image embedding, {result['threads']} threads, {result['machine']['cpu']}")
+    m = result["machine"]
+    ax.set_title(f"CLIP ViT-B/32 embedding, {result['threads']} threads, {m['cpu']} ({m.get('kernel_path', '?')})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -18,34 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.contenders import CONTENDERS
+from bench.machine import machine, results_dir
 from bench.report import summarise, write_markdown, write_plot
 from bench.workloads import make_workloads
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine() -> dict[str, object]:
-    import onnxruntime
-
-    from layer.session import CpuBudget
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return {
-        "cpu": cpu,
-        "visible_cpus": CpuBudget.detect().visible,
-        "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -117,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=CpuBudget.detect().threads)
     p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     p.add_argument("--workloads", nargs="+", default=["jpeg-12mp", "jpeg-1080p", "png-640x480", "model-only"])
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--out", type=Path, default=results_dir(), help="default: bench/results/<this CPU kind>/")
     p.add_argument("--name", default="latest", help="basename of the result files")
     args = p.parse_args(argv)
     result = run(args)

@@ -164,9 +164,14 @@ def engine_env() -> dict[str, str]:
 
 
 def write_report(result: dict[str, Any], out: Path, markdown: Callable[[dict[str, Any]], str]) -> str:
-    """Write a measurement as ``out`` (JSON) and ``out`` with ``.md`` (its table); return the table."""
+    """Write a measurement as ``out`` (JSON) and ``out`` with ``.md`` (its table), both naming the machine
+    (CPU model, int8 kernel path and flags); return the table."""
+    from bench.machine import machine
+
+    result = {"machine": machine(), **result}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    md = markdown(result)
+    md = f"Machine: {result['machine']['summary']}, onnxruntime {result['machine']['onnxruntime']}.\n\n"
+    md += markdown(result)
     out.with_suffix(".md").write_text(md)
     return md

@@ -31,12 +31,13 @@ from typing import Any
 
 from PIL import Image
 
+from bench.machine import results_dir
 from infra.container_rie import ContainerFunction, write_report
 from infra.moto_stack import MotoStack
 from infra.poller import SqsPoller
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = results_dir()  # bench/results/<this CPU kind>/
 
 BREAKDOWN = r"""
 import json, time, os

@@ -31,12 +31,12 @@ from typing import Any
 
 from PIL import Image
 
+from bench.machine import results_dir
 from infra.container_rie import VCPU_MB, ContainerFunction, write_report
 from infra.moto_stack import MotoStack, StackNames
 from infra.poller import SqsPoller
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = results_dir()  # bench/results/<this CPU kind>/
 GB_SECOND_USD = 0.0000166667
 REQUEST_USD = 0.20 / 1e6
 SIZES = (1024, 1769, 3008, 3538)
