@@ -107,6 +107,14 @@ class CpuInfo:
         model = fields.get("model name") or _arm_model(fields) or "unknown"
         return cls(arch=arch, model=model, flags=frozenset(f for f in INT8_FLAGS if f in words))
 
+    @staticmethod
+    def describes_other_arch(text: str, arch: str) -> bool:
+        """True when /proc/cpuinfo was written for another architecture than this process runs on: an arm64
+        process under QEMU < 8.1 user-mode emulation reads the x86 host's file (onnxruntime's cpuinfo
+        library then hangs or crashes)."""
+        arm_text = "CPU implementer" in text or "Features" in text
+        return arm_text != (arch in ("aarch64", "arm64"))
+
     @classmethod
     def detect(cls, path: Path = CPUINFO) -> CpuInfo:
         arch = platform.machine().lower()
