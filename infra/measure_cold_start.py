@@ -13,7 +13,7 @@ the API function events/api-embed.json. Reported per function, as medians over t
 - ``first_request_wall_ms``: the client's view of the first request (INIT + invoke + RIE overhead).
 
 Plus an import-time breakdown measured in one more container (which module costs what at INIT).
-Writes bench/results/cold_start.json and .md.
+Writes bench/results/<cpu kind>/cold_start.json and .md.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Billing model (us-east-1, x86_64): duration billed per 1 ms at $0.0000166667 per
 million requests. One invoke carries ``--batch-size`` images, so a million images are 1e6/batch-size
 requests. $/M images = GB-s per image x price x 1e6 + requests. INIT of a cold start (billed for
 container images) is amortized over a warm environment's life and left out; SQS, S3 and DynamoDB charges
-are the same at every memory size and are left out too. Writes bench/results/lambda_cost.json and .md.
+are the same at every memory size and are left out too. Writes bench/results/<cpu kind>/lambda_cost.json, .md.
 """
 
 from __future__ import annotations

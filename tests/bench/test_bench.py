@@ -37,3 +37,32 @@ def test_bench_writes_json_markdown_and_plot(model_dir: Path, tmp_path: Path) ->
     assert int8["cosine_to_ours_fp32"]["png-640x480"] >= 0.999  # same image, same weights
     assert "| model-only | ours-int8 |" in (tmp_path / "latest.md").read_text()
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_results_name_the_machine(model_dir: Path, tmp_path: Path) -> None:
+    from layer.cpu import CpuInfo
+
+    cpu = CpuInfo.detect()
+    assert main(["--model", str(model_dir), "--count", "1", "--out", str(tmp_path), "--contenders", "ours-int8",
+                 "--workloads", "model-only"]) == 0  # fmt: skip
+    machine = json.loads((tmp_path / "latest.json").read_text())["machine"]
+    assert (machine["kernel_path"], machine["cpu"]) == (cpu.kernel_path, cpu.model)
+    assert machine["int8_flags"] == sorted(cpu.flags)
+    assert cpu.kernel_path in (tmp_path / "latest.md").read_text()
+
+
+def test_int8_formats_compares_variants(model_dir: Path, tmp_path: Path) -> None:
+    from bench import int8_formats
+
+    out = tmp_path / "formats.json"
+    rc = int8_formats.main(
+        ["--model", str(model_dir), "--variants", "s8-portable,s7-portable", "--repeats", "3", "--no-emulation",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert rc == 0
+    result = json.loads(out.read_text())
+    full, seven = result["variants"]["s8-portable"], result["variants"]["s7-portable"]
+    # 7-bit weights are the less accurate format: what the shipped default trades against.
+    assert 0.999 <= seven["cosine_to_fp32_min"] < full["cosine_to_fp32_min"]
+    assert full["model_only_ms_p50"] > 0 and result["machine"]["kernel_path"]
+    assert "| s8-portable" in out.with_suffix(".md").read_text()
