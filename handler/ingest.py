@@ -81,8 +81,18 @@ def create(ev: ObjectEvent, rt: Runtime) -> Result:
             return Result(Outcome.DUPLICATE, meta.pk)
 
     max_bytes = rt.settings.limits.max_bytes
-    if ev.size is not None and ev.size > max_bytes:  # refused without downloading
-        return fail(rt, meta, ImageTooLarge(f"object is {ev.size} bytes; the limit is {max_bytes}"))
+    if ev.size is not None and ev.size > max_bytes:  # refused without downloading, if it exists at all
+        try:
+            head = objects.head_object(rt.s3, ev.bucket, ev.key, etag=ev.etag, version_id=ev.version_id)
+        except ObjectGone:
+            return Result(Outcome.GONE, meta.pk)
+        except ObjectChanged:
+            return Result(Outcome.CHANGED, meta.pk)
+        except AccessDenied as exc:
+            raise TransientError(str(exc)) from exc
+        meta = replace(meta, etag=head.etag or meta.etag, version_id=head.version_id or meta.version_id,
+                       size=head.size, content_type=head.content_type)  # fmt: skip
+        return fail(rt, ev, meta, ImageTooLarge(f"object is {head.size} bytes; the limit is {max_bytes}"))
     try:
         blob = objects.read_object(
             rt.s3, ev.bucket, ev.key, max_bytes=max_bytes, etag=ev.etag, version_id=ev.version_id
@@ -94,7 +104,7 @@ def create(ev: ObjectEvent, rt: Runtime) -> Result:
     except AccessDenied as exc:  # a permissions problem someone can fix: retry, then the DLQ keeps it
         raise TransientError(str(exc)) from exc
     except ImageTooLarge as exc:
-        return fail(rt, meta, exc)
+        return fail(rt, ev, meta, exc)
     meta = replace(
         meta,
         etag=blob.etag or meta.etag,
@@ -105,24 +115,32 @@ def create(ev: ObjectEvent, rt: Runtime) -> Result:
     try:
         emb = embed_image(rt.engine, blob.data)
     except ImageError as exc:
-        return fail(rt, meta, exc)
+        return fail(rt, ev, meta, exc)
     if not rt.sink.put_embedding(meta, emb):
         return Result(Outcome.STALE, meta.pk)
-    # Close the race with a delete that happened while we embedded: its event may already have run and
-    # found nothing to delete. If the key is gone now, take our item back out (only if still ours).
+    return confirm(ev, rt, meta, Result(Outcome.EMBEDDED, meta.pk))
+
+
+def confirm(ev: ObjectEvent, rt: Runtime, meta: ObjectMeta, written: Result) -> Result:
+    """Close the race with a delete that happened while we read and embedded: its event may already have
+    run and found nothing to delete. If the key is gone now, take our item back out (only if still ours),
+    so that no item, embedding or failure record, outlives its object."""
     if not objects.exists(rt.s3, ev.bucket, ev.key):
         rt.sink.delete(meta.pk, meta.order_key)
         return Result(Outcome.GONE, meta.pk)
-    return Result(Outcome.EMBEDDED, meta.pk)
+    return written
 
 
-def fail(rt: Runtime, meta: ObjectMeta, exc: ImageError) -> Result:
+def fail(rt: Runtime, ev: ObjectEvent, meta: ObjectMeta, exc: ImageError) -> Result:
     """A permanent input error: log it with the key, count it, record it at the item's pk; no retry."""
     logger.warning("image rejected", extra={"s3_uri": meta.pk, "error_code": exc.code, "error_message": exc.message})
     record_failure(exc.code)
-    if rt.settings.record_failures:
-        rt.sink.put_failure(meta, exc.code, exc.message, rt.engine.model_id)
-    return Result(Outcome.FAILED, meta.pk, exc.code)
+    failed = Result(Outcome.FAILED, meta.pk, exc.code)
+    if not rt.settings.record_failures:
+        return failed
+    if not rt.sink.put_failure(meta, exc.code, exc.message, rt.engine.model_id):
+        return Result(Outcome.STALE, meta.pk)
+    return confirm(ev, rt, meta, failed)
 
 
 def store(rt: Runtime, blob: objects.S3Blob, emb: Embedding) -> Outcome:

@@ -109,6 +109,35 @@ def read_object(
     )
 
 
+@dataclass(frozen=True)
+class S3Head:
+    size: int
+    etag: str
+    version_id: str | None
+    content_type: str | None
+
+
+def head_object(s3: Any, bucket: str, key: str, *, etag: str | None = None, version_id: str | None = None) -> S3Head:
+    """The object's metadata without its body, pinned like ``read_object``. Raises ObjectGone,
+    ObjectChanged, AccessDenied or TransientError."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    elif etag:
+        kwargs["IfMatch"] = f'"{_etag(etag)}"'
+    with subsegment("s3.head_object"):
+        try:
+            resp = s3.head_object(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise map_error(exc, bucket, key) from exc
+    return S3Head(
+        size=int(resp.get("ContentLength") or 0),
+        etag=_etag(resp.get("ETag")),
+        version_id=resp.get("VersionId") or None,
+        content_type=resp.get("ContentType") or None,
+    )
+
+
 def exists(s3: Any, bucket: str, key: str) -> bool:
     """Whether the key currently exists (HEAD). Transient failures raise TransientError."""
     try:

@@ -146,7 +146,7 @@ def test_delete_then_late_create_does_not_resurrect(rt, context, photo) -> None:
     rt.s3.delete_object(Bucket=BUCKET, Key="k3.jpg")
     delete = s3_notification(BUCKET, "k3.jpg", action="ObjectRemoved:Delete", sequencer="0055AED6DCD9028102")
     assert s3_function.lambda_handler(delete, context)["outcomes"] == ["deleted"]
-    assert s3_function.lambda_handler(create, context)["outcomes"] == ["stale"] or item(rt, "k3.jpg") is None
+    assert s3_function.lambda_handler(create, context)["outcomes"] == ["gone"]  # its read finds no object
     assert item(rt, "k3.jpg") is None
 
 
@@ -212,6 +212,35 @@ def test_too_large_is_refused_from_the_event_size_without_download(rt, context, 
     monkeypatch.setattr(rt.s3, "get_object", no_download)
     assert s3_function.lambda_handler(ev, context)["outcomes"] == ["failed"]
     assert item(rt, "big.jpg")["error_code"] == "image_too_large"
+
+
+def test_no_failure_record_for_a_key_that_never_existed(rt, context) -> None:
+    ev = s3_notification(BUCKET, "never/uploaded.jpg", size=rt.settings.limits.max_bytes + 1, etag="0" * 32)
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["gone"]
+    assert item(rt, "never/uploaded.jpg") is None
+
+
+def test_delete_before_a_late_large_create_leaves_nothing(rt, context, photo) -> None:
+    create = created(rt, "late-big.jpg", photo, seq="0055AED6DCD9028101")
+    create["Records"][0]["s3"]["object"]["size"] = rt.settings.limits.max_bytes + 1
+    rt.s3.delete_object(Bucket=BUCKET, Key="late-big.jpg")
+    delete = s3_notification(BUCKET, "late-big.jpg", action="ObjectRemoved:Delete", sequencer="0055AED6DCD9028102")
+    assert s3_function.lambda_handler(delete, context)["outcomes"] == ["deleted"]
+    assert s3_function.lambda_handler(create, context)["outcomes"] == ["gone"]
+    assert item(rt, "late-big.jpg") is None
+
+
+def test_object_deleted_while_decoded_leaves_no_failure_record(rt, context, monkeypatch) -> None:
+    ev = created(rt, "doc.bin", b"not an image at all")
+    decode = engine(rt).embed_one
+
+    def delete_then_decode(data: bytes) -> Any:
+        rt.s3.delete_object(Bucket=BUCKET, Key="doc.bin")  # the delete lands while we decode
+        return decode(data)
+
+    monkeypatch.setattr(engine(rt), "embed_one", delete_then_decode)
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["gone"]
+    assert item(rt, "doc.bin") is None
 
 
 def test_too_large_without_event_size_is_refused_from_content_length(rt, context) -> None:
