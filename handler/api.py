@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from handler import ingest, objects, runtime
+from handler import ingest, location, objects, runtime
 from handler.errors import AccessDenied, InputError, ObjectChanged, ObjectGone, TransientError
 from handler.models import (
     BatchResponse,
@@ -42,7 +42,8 @@ _ERRORS: dict[int, Any] = {
     status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
     for status, text in {
         400: "Malformed request: bad JSON, bad base64, empty body, invalid s3:// URI",
-        403: "An s3 reference the function may not read",
+        403: "An s3 reference outside ALLOWED_S3_BUCKETS or that the function may not read; store=true "
+        "where API_ALLOW_STORE is off",
         404: "An s3 reference that does not exist",
         413: "Image (or batch) too large: MAX_IMAGE_BYTES / MAX_IMAGE_PIXELS / MAX_BATCH_IMAGES",
         415: "Content-Type is neither image/* (or application/octet-stream) nor application/json",
@@ -82,7 +83,10 @@ def request_body(max_bytes: int) -> bytes:
     event = app.current_event
     body = event.body or ""
     if not event.is_base64_encoded:
-        return body.encode("utf-8")
+        try:
+            return body.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: API Gateway never sends one, a fuzzer does
+            raise InputError("invalid_body", f"request body is not valid UTF-8 text: {exc.reason}") from exc
     if len(body) > 4 * (max_bytes // 3 + 1) + 4:
         raise InputError("image_too_large", f"request body exceeds the {max_bytes}-byte limit", 413)
     return _b64decode(body, "request body")
@@ -144,6 +148,8 @@ def embed_batch(rt: runtime.Runtime) -> dict[str, Any]:
         raise InputError("invalid_request", f"{where}: {first.get('msg')}".strip(": ")) from exc
     if len(request.images) > rt.settings.max_batch:
         raise InputError("too_many_images", f"{len(request.images)} images; the limit is {rt.settings.max_batch}", 413)
+    if request.store and not rt.settings.allow_store:
+        raise InputError("store_disabled", "this API does not write items (API_ALLOW_STORE=false)", 403)
     results = [one_image(rt, i, ref, request.store) for i, ref in enumerate(request.images)]
     return {"model": rt.engine.model_id, "dim": rt.engine.dim, "results": results}
 
@@ -175,9 +181,16 @@ def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> di
 
 
 def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
-    bucket, key = objects.parse_s3_uri(uri)
+    try:
+        bucket, key = location.parse_uri(uri)
+    except location.InvalidLocation as exc:
+        raise InputError("invalid_s3_uri", str(exc)) from exc
+    if bucket not in rt.settings.allowed_buckets:
+        raise InputError("s3_bucket_not_allowed", f"bucket {bucket!r} is not one this API reads", 403)
     try:
         return objects.read_object(rt.s3, bucket, key, max_bytes=rt.settings.limits.max_bytes)
+    except location.InvalidLocation as exc:
+        raise InputError("invalid_s3_uri", str(exc)) from exc
     except (ObjectGone, ObjectChanged) as exc:
         raise InputError("s3_not_found", f"{uri} does not exist", 404) from exc
     except AccessDenied as exc:

@@ -21,6 +21,11 @@ class Settings:
     max_batch: int = DEFAULT_MAX_BATCH
     # Failure records written at the item's pk (see handler.sink); off only for read-only experiments.
     record_failures: bool = True
+    # The buckets the API's {"s3": ...} references may name (empty: none). The function's role may read more
+    # than one caller should reach through it; this keeps the API from being a confused deputy.
+    allowed_buckets: tuple[str, ...] = ()
+    # Whether the API honours "store": true (turn off for a public API: callers then cannot write items).
+    allow_store: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -31,5 +36,11 @@ class Settings:
             precision=env.get("MODEL_PRECISION", "int8"),
             limits=Limits.from_env(dict(env)),
             max_batch=int(env.get("MAX_BATCH_IMAGES", DEFAULT_MAX_BATCH)),
-            record_failures=env.get("RECORD_FAILURES", "true").lower() not in ("0", "false", "no"),
+            record_failures=_flag(env.get("RECORD_FAILURES", "true")),
+            allowed_buckets=tuple(b.strip() for b in env.get("ALLOWED_S3_BUCKETS", "").split(",") if b.strip()),
+            allow_store=_flag(env.get("API_ALLOW_STORE", "true")),
         )
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off")

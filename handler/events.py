@@ -9,6 +9,7 @@ Shapes: S3 notifications delivered through SQS (the default topology), direct S3
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,11 +19,13 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationEvent
 
+from handler import location
 from handler.errors import MalformedEvent
 
 # Sequencers are hex strings of varying length; S3 says: right-pad the shorter with zeros, then compare as
 # strings. 64 digits leaves room for any sequencer S3 has produced (18-20 today).
 SEQUENCER_WIDTH = 64
+_SEQUENCER = re.compile(rf"^[0-9A-Fa-f]{{1,{SEQUENCER_WIDTH}}}$")
 EventKind = Literal["sqs", "s3", "eventbridge", "test", "unknown"]
 
 
@@ -44,9 +47,25 @@ class ObjectEvent:
     sequencer: str | None = None
     source: str = "s3"
 
+    def __post_init__(self) -> None:
+        """Fields S3 itself guarantees, checked here so that a malformed event fails as one (and no S3 or
+        DynamoDB call ever carries a name botocore would refuse, or a sequencer that is not one)."""
+        try:
+            location.check(self.bucket, self.key)
+        except location.InvalidLocation as exc:
+            raise MalformedEvent(str(exc)) from exc
+        if self.size is not None and (isinstance(self.size, bool) or self.size < 0):
+            raise MalformedEvent(f"invalid object size {self.size!r}")
+        if self.sequencer is not None and not _SEQUENCER.match(self.sequencer):
+            raise MalformedEvent(f"invalid sequencer {self.sequencer[:80]!r}")
+        for name in ("etag", "version_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or len(value) > 1024):
+                raise MalformedEvent(f"invalid {name} {str(value)[:80]!r}")
+
     @property
     def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        return location.uri(self.bucket, self.key)
 
     @property
     def order_key(self) -> str:
@@ -67,6 +86,8 @@ def order_key(sequencer: str | None, when: datetime) -> str:
 def parse_time(value: str | None) -> datetime:
     if not value:
         return datetime.now(UTC)
+    if not isinstance(value, str):
+        raise TypeError(f"eventTime {value!r} is not a string")
     t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
@@ -107,29 +128,37 @@ def from_s3_notification(payload: dict[str, Any]) -> list[ObjectEvent]:
                     key=unquote_plus(obj.key),
                     event_time=parse_time(rec.event_time),
                     event_name=name,
-                    size=int(raw["size"]) if raw.get("size") is not None else None,
+                    size=_size(raw.get("size")),
                     etag=obj.etag or None,
                     version_id=obj.version_id or None,
                     sequencer=raw.get("sequencer") or None,
                     source="s3",
                 )
             )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise MalformedEvent(f"not an S3 notification: {exc!r}") from exc
     return out
+
+
+def _size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"size {value!r} is not an integer")
+    return int(value)
 
 
 def from_eventbridge(payload: dict[str, Any]) -> list[ObjectEvent]:
     """An EventBridge S3 event; only "Object Created" and "Object Deleted" change an item."""
     ev = S3EventBridgeNotificationEvent(payload)
-    kind = ev.detail_type
-    if kind == "Object Created":
-        action = Action.CREATED
-    elif kind == "Object Deleted":
-        action = Action.REMOVED
-    else:
-        return []
     try:
+        kind = ev.detail_type
+        if kind == "Object Created":
+            action = Action.CREATED
+        elif kind == "Object Deleted":
+            action = Action.REMOVED
+        else:
+            return []
         obj = ev.detail.object
         raw = obj.raw_event
         return [
@@ -139,14 +168,14 @@ def from_eventbridge(payload: dict[str, Any]) -> list[ObjectEvent]:
                 key=obj.key,  # the data class URL-decodes (unquote_plus)
                 event_time=parse_time(ev.time),
                 event_name=f"EventBridge:{kind}",
-                size=obj.size,
+                size=_size(obj.raw_event.get("size")),
                 etag=obj.etag or None,
                 version_id=raw.get("version-id") or None,
                 sequencer=raw.get("sequencer") or None,
                 source="eventbridge",
             )
         ]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise MalformedEvent(f"not an S3 EventBridge event: {exc!r}") from exc
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from handler.errors import AccessDenied, InputError, ObjectChanged, ObjectGone, TransientError
+from handler.errors import AccessDenied, ObjectChanged, ObjectGone, TransientError
+from handler.location import InvalidLocation, uri
 from handler.observability import subsegment, timed
 from layer import ImageTooLarge
 
@@ -35,19 +35,11 @@ class S3Blob:
     last_modified: datetime
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` → (bucket, key). The key is taken literally; ``%xx`` escapes are decoded."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise InputError("invalid_s3_uri", f"expected s3://bucket/key, got {str(uri)[:200]!r}")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket or not key:
-        raise InputError("invalid_s3_uri", f"expected s3://bucket/key, got {uri[:200]!r}")
-    return bucket, unquote(key)
-
-
 def map_error(exc: Exception, bucket: str, key: str) -> Exception:
-    """An S3 client error → ObjectGone / ObjectChanged / AccessDenied / TransientError."""
-    where = f"s3://{bucket}/{key}"
+    """An S3 client error → ObjectGone / ObjectChanged / AccessDenied / InvalidLocation / TransientError."""
+    where = uri(bucket, key)
+    if isinstance(exc, ParamValidationError):  # refused by botocore before sending: retrying cannot help
+        return InvalidLocation(f"{where}: {exc}")
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -94,7 +86,7 @@ def read_object(
         try:
             data = body.read()
         except (BotoCoreError, OSError) as exc:  # connection dropped mid-body
-            raise TransientError(f"s3://{bucket}/{key}: reading the body failed: {exc}") from exc
+            raise TransientError(f"{uri(bucket, key)}: reading the body failed: {exc}") from exc
         finally:
             body.close()
     return S3Blob(

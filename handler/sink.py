@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
 
+from handler import location
 from handler.errors import TransientError
 from handler.observability import subsegment, timed
 from layer import Embedding
@@ -46,7 +47,7 @@ class ObjectMeta:
 
     @property
     def pk(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        return location.uri(self.bucket, self.key)
 
 
 def now_iso() -> str:

@@ -122,6 +122,7 @@ class MotoStack:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "TABLE_NAME": self.names.table,
+            "ALLOWED_S3_BUCKETS": self.names.bucket,
             **overrides,
         }
 

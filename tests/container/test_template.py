@@ -121,6 +121,18 @@ def test_architecture_is_a_parameter_of_both_functions(template: dict[str, Any])
         assert "Architectures" not in fn["Properties"], "the global decides for both"
 
 
+def test_api_reads_only_the_images_bucket_and_public_apis_do_not_store(template: dict[str, Any]) -> None:
+    env = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["ALLOWED_S3_BUCKETS"] == {"Ref": "ImagesBucket"}
+    assert env["API_ALLOW_STORE"] == {"Fn::If": ["ApiStoreOff", "false", "true"]}
+    conditions = template["Conditions"]
+    assert conditions["IsPublicApi"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "NONE"]}
+    assert {"Fn::And": [{"Fn::Equals": [{"Ref": "ApiAllowStore"}, "auto"]}, {"Condition": "IsPublicApi"}]} in (
+        conditions["ApiStoreOff"]["Fn::Or"]
+    )
+    assert template["Parameters"]["ApiAllowStore"]["Default"] == "auto"
+
+
 def test_sqs_event_source_reports_batch_item_failures(resources: dict[str, Any]) -> None:
     event = resources["S3Function"]["Properties"]["Events"]["ImagesQueue"]
     assert event["Type"] == "SQS"

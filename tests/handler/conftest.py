@@ -74,7 +74,12 @@ def aws() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(table_name=TABLE, limits=Limits(max_bytes=2_000_000, max_pixels=20_000_000), max_batch=8)
+    return Settings(
+        table_name=TABLE,
+        limits=Limits(max_bytes=2_000_000, max_pixels=20_000_000),
+        max_batch=8,
+        allowed_buckets=(BUCKET,),
+    )
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -247,3 +248,54 @@ def test_openapi_document_is_current() -> None:
     assert set(doc["paths"]) == {"/embed", "/model", "/health"}
     for ref in json.dumps(doc).split('"$ref": "')[1:]:
         assert ref.split('"')[0].rsplit("/", 1)[1] in doc["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://my bucket/key.jpg",  # a space
+        "s3://bucket:with:colons/key.jpg",
+        "s3://" + "b" * 300 + "/key.jpg",
+        "s3://bücket/key.jpg",  # non-ASCII
+        "s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap/key.jpg",  # access-point ARNs are not accepted
+        "s3:///key.jpg",
+        f"s3://{BUCKET}/",
+        f"s3://{BUCKET}/" + "k" * 1025,
+        "http://example.com/x.jpg",
+    ],
+)
+def test_malformed_s3_references_are_400_not_503(rt, context, monkeypatch, uri) -> None:
+    monkeypatch.setattr(rt.s3, "get_object", lambda **kw: pytest.fail("malformed reference reached S3"))
+    status, body = embed_json({"images": [{"s3": uri}]}, context)
+    assert status == 200
+    assert (body["results"][0]["status"], body["results"][0]["error"]["code"]) == (400, "invalid_s3_uri")
+
+
+def test_s3_references_outside_the_allowed_buckets_are_403(rt, context, monkeypatch) -> None:
+    monkeypatch.setattr(rt.s3, "get_object", lambda **kw: pytest.fail("a foreign bucket reached S3"))
+    status, body = embed_json({"images": [{"s3": "s3://someone-elses-bucket/payroll.jpg"}]}, context)
+    assert status == 200
+    assert (body["results"][0]["status"], body["results"][0]["error"]["code"]) == (403, "s3_bucket_not_allowed")
+
+
+def test_no_allowed_bucket_means_no_s3_references(rt, context, photo) -> None:
+    rt.s3.put_object(Bucket=BUCKET, Key="p.jpg", Body=photo)
+    rt.settings = replace(rt.settings, allowed_buckets=())
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/p.jpg"}]}, context)
+    assert status == 200 and body["results"][0]["error"]["code"] == "s3_bucket_not_allowed"
+
+
+def test_store_can_be_turned_off(rt, context, photo) -> None:
+    rt.s3.put_object(Bucket=BUCKET, Key="p.jpg", Body=photo)
+    rt.settings = replace(rt.settings, allow_store=False)
+    assert_error(
+        embed_json({"images": [{"s3": f"s3://{BUCKET}/p.jpg"}], "store": True}, context), 403, "store_disabled"
+    )
+    assert rt.sink.get(f"s3://{BUCKET}/p.jpg") is None
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/p.jpg"}]}, context)  # reading still works
+    assert status == 200 and len(body["results"][0]["embedding"]) == 512
+
+
+def test_text_body_with_a_lone_surrogate_is_400(rt, context) -> None:
+    event = http_event("POST", "/embed", '{"images": [{"data": "\ud800"}]}', "application/json")
+    assert_error(call(event, context), 400, "invalid_body")

@@ -138,3 +138,51 @@ def test_unknown_shapes_are_malformed() -> None:
     for payload in ({}, {"Records": []}, {"detail-type": "Object Created", "source": "aws.ec2"}, [1]):
         with pytest.raises(MalformedEvent):
             events.from_payload(payload)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("bucket", "my bucket"),
+        ("bucket", "b" * 300),
+        ("bucket", "bücket"),
+        ("bucket", None),
+        ("key", ""),
+        ("key", "k" * 1025),
+        ("size", -1),
+        ("size", "lots"),
+        ("size", [1]),
+        ("sequencer", "not-hex!"),
+        ("sequencer", "0" * 65),
+        ("eventTime", "yesterday"),
+        ("eventTime", 12),
+    ],
+)
+def test_malformed_s3_notifications_raise_malformed_event(field: str, value: object) -> None:
+    ev = s3_put("ok/key.jpg", size=10, sequencer="0055AED6DCD90281E5")
+    rec = ev["Records"][0]
+    if field == "bucket":
+        rec["s3"]["bucket"]["name"] = value
+    elif field == "eventTime":
+        rec["eventTime"] = value
+    else:
+        rec["s3"]["object"][field] = value
+    with pytest.raises(MalformedEvent):
+        events.from_payload(ev)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e.update(detail="not an object"),
+        lambda e: e["detail"].update(object=None),
+        lambda e: e["detail"].update(bucket={"name": "bad bucket"}),
+        lambda e: e["detail"]["object"].update(size="big"),
+        lambda e: e.update(time=5),
+    ],
+)
+def test_malformed_eventbridge_events_raise_malformed_event(mutate) -> None:  # type: ignore[no-untyped-def]
+    ev = load_event("eventbridge-object-created.json")
+    mutate(ev)
+    with pytest.raises(MalformedEvent):
+        events.from_payload(ev)
