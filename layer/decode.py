@@ -1,4 +1,4 @@
-"""Image bytes → RGB ``PIL.Image``, with limits checked before any pixel is decoded.
+"""Image bytes → an RGB (or grey "L") ``PIL.Image``, with limits checked before any pixel is decoded.
 
 Matches HF ``convert_to_rgb`` (transparency composited on white, other modes converted by Pillow) with two documented
 differences: EXIF orientation is applied (HF and fastembed ignore it, so a portrait phone photo is embedded
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,6 @@ from PIL import (  # the plugins of FORMATS only: no Image.init(), which loads e
     GifImagePlugin,  # noqa: F401
     Image,
     ImageFile,
-    ImageOps,
     JpegImagePlugin,  # noqa: F401
     PngImagePlugin,  # noqa: F401
     TiffImagePlugin,  # noqa: F401
@@ -38,7 +38,9 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated upload is an error, not a
 
 @dataclass(frozen=True)
 class Decoded:
-    image: Image.Image  # RGB, EXIF orientation applied; may be DCT-downscaled (see ``draft_min_side``)
+    # "RGB", or "L" for grey sources (preprocessing converts after the crop); EXIF orientation applied; may be
+    # DCT-downscaled (see ``draft_min_side``)
+    image: Image.Image
     width: int  # original dimensions after orientation, before any draft downscale
     height: int
     format: str
@@ -67,23 +69,69 @@ def open_image(data: bytes, limits: Limits) -> Image.Image:
         raise CorruptImage(f"image has no pixels ({w}x{h})")
     if w * h > limits.max_pixels:
         raise TooManyPixels(f"image is {w}x{h} = {w * h} pixels; the limit is {limits.max_pixels}")
+    if max(w, h) > limits.max_side:
+        raise TooManyPixels(f"image is {w}x{h}: a side exceeds the limit of {limits.max_side} pixels")
     return img
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
+# Conversions run a band of rows at a time, so that the peak is the decoded source plus the result, never the
+# several full-size intermediates of a one-shot conversion (RGBA + a white background + the composite + RGB:
+# 1.6 GB for a 100-MP PNG with alpha; float64 for 16-bit: 2.2 GB).
+_BAND_PIXELS = 4_000_000
+
+
+def _by_bands(img: Image.Image, mode: str, convert: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    out = Image.new(mode, img.size)
+    rows = max(1, _BAND_PIXELS // max(1, img.width))
+    for top in range(0, img.height, rows):
+        out.paste(convert(img.crop((0, top, img.width, min(img.height, top + rows)))), (0, top))
+    return out
+
+
+def _sixteen_to_l(band: Image.Image) -> Image.Image:
+    """Scale 16-bit (or 32-bit integer) grey to 8 bits: round(v / 257), in integers (v / 257 is never a tie)."""
+    arr = np.asarray(band, dtype=np.int64)
+    return Image.fromarray(np.clip((2 * arr + 257) // 514, 0, 255).astype(np.uint8), "L")
+
+
+def _float_to_l(band: Image.Image) -> Image.Image:
+    return Image.fromarray(np.clip(np.rint(np.asarray(band, dtype=np.float32)), 0, 255).astype(np.uint8), "L")
+
+
+def _on_white(band: Image.Image) -> Image.Image:
+    """transformers.image_transforms.convert_to_rgb: transparency composited over white."""
+    rgba = band.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """The decoded image as "RGB", or "L" when it has no colour: grey stays one byte per pixel until after the
+    centre crop (converting L to RGB copies the value to three channels, so doing it later changes nothing)."""
+    transparent = "A" in img.getbands() or img.info.get("transparency") is not None
     if img.mode in _SIXTEEN_BIT:
-        arr = np.asarray(img, dtype=np.float64)
-        img = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8), "L")
-    elif img.mode == "F":
-        img = Image.fromarray(np.clip(np.rint(np.asarray(img)), 0, 255).astype(np.uint8), "L")
-    # Same as transformers.image_transforms.convert_to_rgb: transparency composited over white.
-    if "A" in img.getbands() or img.info.get("transparency") is not None:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+        return _by_bands(img, "L", _sixteen_to_l)
+    if img.mode == "F":
+        return _by_bands(img, "L", _float_to_l)
+    grey = img.mode in ("1", "L", "LA", "La")
+    if transparent:  # grey RGB → L is exact: (R, G, B) = (v, v, v) gives v
+        return (
+            _by_bands(img, "L", lambda band: _on_white(band).convert("L")) if grey else _by_bands(img, "RGB", _on_white)
+        )
+    if img.mode in ("L", "RGB"):
+        return img
+    return _by_bands(img, "L" if grey else "RGB", lambda band: band.convert("L" if grey else "RGB"))
+
+
+# EXIF orientation → the transpose that undoes it (what ImageOps.exif_transpose applies).
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def decode(data: bytes, limits: Limits, *, draft_min_side: int | None = None, exif: bool = True) -> Decoded:
@@ -102,13 +150,13 @@ def decode(data: bytes, limits: Limits, *, draft_min_side: int | None = None, ex
         else:
             img.seek(0)  # first frame of GIF / WebP / TIFF
         img.load()
-        if exif and orientation != 1:
-            img = ImageOps.exif_transpose(img)
-        rgb = _to_rgb(img)
+        img = _flatten(img)
+        if orientation in _ORIENT:
+            img = img.transpose(_ORIENT[orientation])
     except Image.DecompressionBombError as exc:
         raise TooManyPixels(str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImage(f"cannot decode {fmt} image: {exc}") from exc
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return Decoded(image=rgb, width=width, height=height, format=fmt)
+    return Decoded(image=img, width=width, height=height, format=fmt)

@@ -7,20 +7,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
-# 12-MP phone photos and 50-MP camera shots pass; a 1-GP "bomb" PNG of a few KB does not.
-DEFAULT_MAX_PIXELS = 100_000_000
+# 12-MP phone photos and 61-MP camera shots pass; a 1-GP "bomb" PNG of a few KB does not. The bound is the
+# memory of the worst image it admits: a 64-MP PNG with alpha peaks at 788 MiB in the S3 function's process
+# (decoded RGBA + RGB, both 4 bytes a pixel in Pillow), inside its default 1,024 MB; at 100 MP it was 1,037.
+DEFAULT_MAX_PIXELS = 64_000_000
+# Pillow keeps a pointer per row: a 200-byte 1×100,000,000 PNG would need 800 MB of them. JPEG's own maximum.
+DEFAULT_MAX_SIDE = 65_535
 
 
 @dataclass(frozen=True)
 class Limits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_side: int = DEFAULT_MAX_SIDE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
-        """Read ``MAX_IMAGE_BYTES`` / ``MAX_IMAGE_PIXELS`` (the function configuration contract)."""
+        """Read ``MAX_IMAGE_BYTES`` / ``MAX_IMAGE_PIXELS`` / ``MAX_IMAGE_SIDE`` (the configuration contract)."""
         env = os.environ if environ is None else environ
         return cls(
             max_bytes=int(env.get("MAX_IMAGE_BYTES", DEFAULT_MAX_BYTES)),
             max_pixels=int(env.get("MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)),
+            max_side=int(env.get("MAX_IMAGE_SIDE", DEFAULT_MAX_SIDE)),
         )

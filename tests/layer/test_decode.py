@@ -39,12 +39,13 @@ def test_formats_and_modes_decode_to_rgb(fmt: str, mode: str, kw: dict[str, obje
     src = resized_photo((160, 120))
     img = src.convert(mode) if mode != "P" else src.convert("P", palette=Image.Palette.ADAPTIVE)
     out = decode(encode(img, fmt, **kw), LIMITS)
-    assert out.image.mode == "RGB"
+    # Grey stays one byte per pixel ("L") until after the crop; everything else is RGB.
+    assert out.image.mode == ("L" if mode in ("L", "LA") else "RGB")
     assert (out.width, out.height) == (160, 120)
     assert out.format == fmt
     # Content survives: close to the source photo (lossy formats and palettes allow some error).
     diff = np.abs(
-        np.asarray(out.image, np.float32)
+        np.asarray(out.image.convert("RGB"), np.float32)
         - np.asarray(src.convert("L").convert("RGB") if mode in ("L", "LA") else src, np.float32)
     )
     assert diff.mean() < 20
@@ -65,6 +66,23 @@ def test_palette_transparency_is_composited_on_white() -> None:
     out = np.asarray(decode(encode(img, transparency=0), LIMITS).image)
     assert tuple(out[5, 15]) == (255, 255, 255)
     assert tuple(out[5, 5]) == (10, 200, 10)
+
+
+def test_sixteen_bit_scaling_is_round_of_v_over_257() -> None:
+    from layer.decode import _sixteen_to_l
+
+    v = np.arange(0, 65536, dtype=np.uint16).reshape(256, 256)
+    expected = np.clip(np.rint(v.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(_sixteen_to_l(Image.fromarray(v))), expected)  # every 16-bit value
+    signed = np.array([[-70000, -129, -1, 0, 128, 129, 65535, 70000]], dtype=np.int32)
+    assert np.asarray(_sixteen_to_l(Image.fromarray(signed, "I"))).tolist() == [[0, 0, 0, 0, 0, 1, 255, 255]]
+
+
+def test_grey_with_alpha_is_composited_in_one_channel() -> None:
+    img = Image.new("LA", (30, 20), (40, 0))  # transparent: white
+    img.paste((40, 255), (0, 0, 15, 20))  # opaque grey 40
+    out = decode(encode(img), LIMITS).image
+    assert out.mode == "L" and out.getpixel((5, 5)) == 40 and out.getpixel((25, 5)) == 255
 
 
 def test_sixteen_bit_grayscale_is_scaled_not_saturated() -> None:

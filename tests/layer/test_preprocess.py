@@ -14,7 +14,7 @@ from layer.config import PreprocessConfig
 from layer.decode import decode
 from layer.limits import Limits
 from layer.preprocess import preprocess, resize_output_size
-from tests.imaging import varied_images
+from tests.imaging import encode, varied_images
 
 transformers = pytest.importorskip("transformers")
 
@@ -54,3 +54,62 @@ def test_config_round_trips_through_hf_format(tmp_path: Path) -> None:
 def test_legacy_integer_sizes_are_read() -> None:
     cfg = PreprocessConfig.from_dict({"size": 256, "crop_size": 240})
     assert (cfg.shortest_edge, cfg.crop_size) == (256, 240)
+
+
+# ------------------------------------------------------------------------------- extreme aspect ratios
+def _noise(w: int, h: int, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(w * 7919 + h)
+    shape = (h, w, 3) if mode == "RGB" else (h, w)
+    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    "size", [(20, 6000), (6000, 20), (100, 7000), (7000, 90), (230, 16000), (16000, 230), (500, 40000), (3, 1000)]
+)
+def test_region_path_matches_the_full_resize(size: tuple[int, int]) -> None:
+    """Beyond EXACT_MAX_ASPECT only the crop's source region is resampled: the same pixels within one grey
+    level, on a tiny fraction of them (noise is the worst case for rounding differences)."""
+    from layer.preprocess import EXACT_MAX_ASPECT, center_crop, crop_region_resample, resize_shortest_edge
+
+    img = _noise(*size)
+    assert max(size) > EXACT_MAX_ASPECT * min(size)
+    full = np.asarray(center_crop(224)(resize_shortest_edge(224, 3)(img)), dtype=int)
+    region = np.asarray(crop_region_resample(img, resize_output_size(*size, 224), 224, 3), dtype=int)
+    diff = np.abs(full - region)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.002
+
+
+def test_up_to_the_bound_the_full_resize_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layer import preprocess as pre
+
+    monkeypatch.setattr(pre, "crop_region_resample", lambda *a: pytest.fail("region path below the bound"))
+    size = (10, 10 * pre.EXACT_MAX_ASPECT)
+    out = pre.preprocess(_noise(*size), PreprocessConfig())
+    full = pre.to_pixel_values(
+        pre.center_crop(224)(pre.resize_shortest_edge(224, 3)(_noise(*size))), PreprocessConfig()
+    )
+    assert np.array_equal(out, full)
+
+
+@pytest.mark.parametrize("size", [(1, 10_000), (1, 30_000), (30_000, 1), (1, 65_535)])
+def test_thin_images_cost_nothing(size: tuple[int, int]) -> None:
+    """A 124-byte 1×10,000 PNG used to take 8 s and 2 GB (the whole image resized to 224×2,240,000)."""
+    import resource
+    import time
+
+    from layer.embedder import pixel_values
+
+    data = encode(Image.new("L", size, 90))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    pixels = pixel_values(data, PreprocessConfig(), Limits())[0]
+    assert pixels.shape == (3, 224, 224) and np.isfinite(pixels).all()
+    assert time.perf_counter() - t0 < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100 * 1024  # KiB: < 100 MiB more
+
+
+def test_too_long_a_side_is_refused_before_decoding() -> None:
+    from layer.errors import TooManyPixels
+
+    with pytest.raises(TooManyPixels, match="side"):
+        decode(encode(Image.new("L", (1, 100_000), 90)), Limits())
