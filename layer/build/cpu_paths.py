@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -150,11 +151,12 @@ def emulate(path: CpuPath, model_dir: Path, manifest: dict[str, Any], pixels: np
     """The int8 model of ``model_dir`` on ``pixels`` in an emulated ``path`` CPU: (unit vectors, the worker's
     report). ``manifest`` is what the runtime reads there (its quantization settings pick the tuning)."""
     assert path.qemu_cpu is not None
-    with tempfile.TemporaryDirectory(prefix=f"clip-{path.name}-") as tmp:
+    with ExitStack() as stack:
         if path.arch == "x86_64":
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"clip-{path.name}-"))
             run = x86_run(path.qemu_cpu, path.cpuinfo(), Path(tmp))
         else:
-            run = Arm64Root().ensure().run(path.qemu_cpu, path.cpuinfo())
+            run = stack.enter_context(Arm64Root.locked()).ensure().run(path.qemu_cpu, path.cpuinfo())
         model = run.stage / "model"
         model.mkdir(parents=True, exist_ok=True)
         for name in (MODEL_FILE, PREPROCESSOR_FILE):

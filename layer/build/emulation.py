@@ -14,12 +14,16 @@ decided by CPUID / the auxiliary vector, which QEMU sets from ``-cpu``.
 
 from __future__ import annotations
 
+import fcntl
+import filecmp
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -108,6 +112,17 @@ class Arm64Root:
     def _versions(self) -> dict[str, str]:
         return {name: metadata.version(name) for name in ENGINE_PACKAGES}
 
+    @classmethod
+    @contextmanager
+    def locked(cls, path: Path | None = None) -> Iterator[Arm64Root]:
+        """The root, held for this process alone: the fake /proc/cpuinfo, the engine copy and the staged
+        model are the root's, so two builds (or a build and the tests) take turns."""
+        root = cls(path)
+        root.path.parent.mkdir(parents=True, exist_ok=True)
+        with (root.path.parent / f"{root.path.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield root
+
     def ensure(self) -> Arm64Root:
         """Create (once) and return the root; raises ``EmulationUnavailable`` when this machine cannot."""
         if platform.machine() != "x86_64" and platform.machine() != "aarch64":
@@ -121,7 +136,9 @@ class Arm64Root:
             _tool("dpkg-deb")
             self._debootstrap()
             marker.write_text(DEBIAN_SUITE + "\n")
-        shutil.copy2(qemu, self.path / "usr" / "bin" / "qemu-aarch64-static")
+        inside = self.path / "usr" / "bin" / "qemu-aarch64-static"
+        if not inside.exists() or not filecmp.cmp(qemu, inside, shallow=False):
+            shutil.copy2(qemu, inside)
         self._wheels()
         return self
 
