@@ -25,7 +25,7 @@ from PIL import (  # the plugins of FORMATS only: no Image.init(), which loads e
     WebPImagePlugin,  # noqa: F401
 )
 
-from layer.errors import CorruptImage, EmptyImage, ImageTooLarge, NotAnImage, TooManyPixels
+from layer.errors import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage, TooManyPixels
 from layer.limits import Limits
 
 # Pillow formats we accept. Restricting ``Image.open`` keeps exotic parsers (EPS calls Ghostscript) out.
@@ -134,6 +134,55 @@ _ORIENT = {
 }
 
 
+def _draft(img: Image.Image, min_side: int | None) -> None:
+    """Let libjpeg downscale in the DCT domain (1/2…1/8) while keeping the shortest side ≥ ``min_side``."""
+    if min_side is not None and img.mode in ("RGB", "L"):
+        k = min_side / min(img.size)
+        if k < 1:
+            img.draft(img.mode, (int(img.width * k + 1), int(img.height * k + 1)))
+
+
+def _sof_marker(data: bytes) -> int | None:
+    """The frame type of a JPEG (0xC0 baseline, 0xC1 extended, 0xC2 progressive, 0xC9 arithmetic, ...)."""
+    i = 2  # after SOI
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+# Fill for the rows libjpeg never writes (values a decoded full row can hardly all have), per mode.
+_SENTINELS: dict[str, list[int | tuple[int, ...]]] = {
+    "RGB": [(1, 254, 3), (253, 2, 251)],
+    "L": [1, 254],
+    "CMYK": [(1, 254, 3, 252), (253, 2, 251, 4)],
+}
+
+
+def _load_sequential_jpeg(img: ImageFile.ImageFile, data: bytes, sentinel: int | tuple[int, ...]) -> bool:
+    """Decode a sequential (Huffman) JPEG, True when its last row was never written: truncated.
+
+    libjpeg decodes a JPEG that ends early in an EOI marker by padding the missing blocks (a flat image),
+    with only a warning that Pillow ignores. Without the final EOI and with a few zero bytes of room for its
+    read-ahead, a complete stream still yields every row (then waits for an EOI that never comes), while a
+    truncated one stops where its data does: the rows below keep the sentinel they were filled with."""
+    body = data[:-2] if data.endswith(b"\xff\xd9") else data
+    img.fp = io.BytesIO(body + b"\0" * 64)  # same prefix: the tile offsets still hold
+    img.im = Image.core.fill(img.mode, img.size, sentinel)  # decoded into
+    try:
+        img.load()
+    except OSError as exc:
+        if "truncated" not in str(exc):  # a broken stream: a real decoding error
+            raise
+    img.tile = []  # what was decoded stays; nothing more to read
+    w, h = img.size
+    return img.crop((0, h - 1, w, h)).tobytes() == Image.new(img.mode, (w, 1), sentinel).tobytes()
+
+
 def decode(data: bytes, limits: Limits, *, draft_min_side: int | None = None, exif: bool = True) -> Decoded:
     """Decode to RGB. ``draft_min_side``: let libjpeg downscale in the DCT domain (1/2…1/8) while keeping
     the shortest side ≥ that many pixels, which skips most of the work on large JPEGs."""
@@ -143,16 +192,26 @@ def decode(data: bytes, limits: Limits, *, draft_min_side: int | None = None, ex
     try:
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if exif else 1
         if fmt in ("JPEG", "MPO"):
-            if draft_min_side is not None and img.mode in ("RGB", "L"):
-                k = draft_min_side / min(width, height)
-                if k < 1:
-                    img.draft(img.mode, (int(width * k + 1), int(height * k + 1)))
+            _draft(img, draft_min_side)
+            sequential = _sof_marker(data) in (0xC0, 0xC1)
+            if fmt == "JPEG" and isinstance(img, ImageFile.ImageFile) and img.mode in _SENTINELS and sequential:
+                # Two different fills must both survive in the last row: a real last row equal to one of
+                # them across its whole width is possible (a flat synthetic image), to both is not.
+                first, second = _SENTINELS[img.mode]
+                if _load_sequential_jpeg(img, data, first):
+                    again = open_image(data, limits)
+                    assert isinstance(again, ImageFile.ImageFile)
+                    _draft(again, draft_min_side)
+                    if _load_sequential_jpeg(again, data, second):
+                        raise CorruptImage("truncated JPEG: its data ends before its last row")
         else:
             img.seek(0)  # first frame of GIF / WebP / TIFF
         img.load()
         img = _flatten(img)
         if orientation in _ORIENT:
             img = img.transpose(_ORIENT[orientation])
+    except ImageError:
+        raise
     except Image.DecompressionBombError as exc:
         raise TooManyPixels(str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

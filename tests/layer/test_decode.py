@@ -180,3 +180,43 @@ def test_truncated_image_is_corrupt(fmt: str) -> None:
 def test_limits_from_env() -> None:
     limits = Limits.from_env({"MAX_IMAGE_BYTES": "10", "MAX_IMAGE_PIXELS": "20"})
     assert (limits.max_bytes, limits.max_pixels) == (10, 20)
+
+
+def _jpeg(img: Image.Image, **kw: object) -> bytes:
+    return encode(img, "JPEG", **kw)
+
+
+@pytest.mark.parametrize("kept", [0.05, 0.5, 0.95])
+@pytest.mark.parametrize("draft", [None, 336])
+def test_truncated_jpeg_ending_in_eoi_is_refused(kept: float, draft: int | None) -> None:
+    """libjpeg pads a JPEG whose data ends early in an EOI marker with flat blocks and only warns."""
+    data = _jpeg(resized_photo((640, 480)), quality=90)
+    scan = data.index(b"\xff\xda")
+    cut = data[: scan + int((len(data) - scan) * kept)] + b"\xff\xd9"
+    with pytest.raises(CorruptImage, match="truncated"):
+        decode(cut, LIMITS, draft_min_side=draft)
+
+
+def test_jpeg_header_claiming_more_pixels_than_its_data_is_refused() -> None:
+    data = bytearray(_jpeg(Image.new("RGB", (8, 8), (100, 150, 200))))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (4000).to_bytes(2, "big") + (3000).to_bytes(2, "big")  # height, width
+    with pytest.raises(CorruptImage, match="truncated"):
+        decode(bytes(data), LIMITS)
+
+
+@pytest.mark.parametrize(
+    "img",
+    [
+        Image.new("RGB", (300, 200), (1, 254, 3)),  # exactly the first sentinel, edge to edge
+        Image.new("RGB", (300, 200), (253, 2, 251)),
+        Image.new("L", (300, 200), 1),
+        resized_photo((333, 211)).convert("CMYK"),
+    ],
+)
+def test_complete_jpegs_are_never_taken_for_truncated(img: Image.Image) -> None:
+    for kw in ({}, {"progressive": True}, {"quality": 100, "subsampling": 0}, {"optimize": True}):
+        out = decode(_jpeg(img, **kw), LIMITS)
+        assert out.image.size == img.size
+        if img.mode != "CMYK":
+            assert np.abs(np.asarray(out.image, int) - np.asarray(img, int)).max() <= 3
