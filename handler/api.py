@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -255,7 +257,32 @@ def _internal_error(exc: Exception) -> Response:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     count("Requests")
+    problem = malformed_event(event)
+    if problem is not None:  # a direct invocation with a made-up event: a 400, not a crash in the router
+        logger.warning("malformed API Gateway event", extra={"error_message": problem})
+        record_failure("invalid_request")
+        return {
+            "statusCode": 400,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps(error_body("invalid_request", f"not an API Gateway HTTP API event: {problem}")),
+            "isBase64Encoded": False,
+        }
     return app.resolve(event, context)
+
+
+def malformed_event(event: Any) -> str | None:
+    """Why API Gateway (HTTP API, payload 2.0) could not have sent ``event``, or None. Powertools' parser
+    model checks the shape; the flag the router reads as a truth value must really be a bool."""
+    try:
+        APIGatewayProxyEventV2Model.model_validate(event)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first.get('loc', ())) or 'event'}: {first.get('msg')}"
+    except (ValueError, TypeError, AttributeError) as exc:  # some pydantic validators (IP networks) raise these
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    if not isinstance(event.get("isBase64Encoded", False), bool | None):
+        return "isBase64Encoded: not a boolean"
+    return None
 
 
 # Referenced by the 200 response's oneOf (see openapi.py, which adds them to components).

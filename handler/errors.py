@@ -40,3 +40,27 @@ class InputError(ImageError):
         super().__init__(message)
         self.code = code
         self.http_status = http_status
+
+
+# Every error code the API answers, with its HTTP status: the contract the README, the OpenAPI document and
+# the fuzz tests read (an image's own errors come from layer.errors with the same codes and statuses).
+API_ERRORS: dict[str, int] = {
+    "invalid_request": 400,  # not the schema: bad JSON, unknown fields, wrong types
+    "invalid_base64": 400,
+    "invalid_body": 400,  # a text body that is not UTF-8
+    "invalid_s3_uri": 400,
+    "empty_image": 400,
+    "s3_bucket_not_allowed": 403,
+    "s3_access_denied": 403,
+    "store_disabled": 403,
+    "not_found": 404,  # no such route
+    "s3_not_found": 404,
+    "image_too_large": 413,
+    "too_many_pixels": 413,
+    "too_many_images": 413,
+    "unsupported_media_type": 415,
+    "not_an_image": 422,
+    "corrupt_image": 422,
+    "s3_unavailable": 503,  # S3 throttled or failed: retry later
+    "store_unavailable": 503,  # DynamoDB failed while storing (per image, with store=true)
+}

@@ -299,3 +299,20 @@ def test_store_can_be_turned_off(rt, context, photo) -> None:
 def test_text_body_with_a_lone_surrogate_is_400(rt, context) -> None:
     event = http_event("POST", "/embed", '{"images": [{"data": "\ud800"}]}', "application/json")
     assert_error(call(event, context), 400, "invalid_body")
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e.pop("rawPath"),  # found by the event fuzzer: a KeyError inside the router
+        lambda e: e.update(headers={"content-type": None}),
+        lambda e: e.update(queryStringParameters={"k": None}),
+        lambda e: e.update(isBase64Encoded="no"),
+        lambda e: e["requestContext"]["http"].update(sourceIp={"not": "an ip"}),
+        lambda e: e.update(body=12),
+    ],
+)
+def test_events_api_gateway_never_sends_are_400(rt, context, photo, mutate) -> None:
+    event = http_event("POST", "/embed", photo, "image/jpeg")
+    mutate(event)
+    assert_error(call(event, context), 400, "invalid_request")
