@@ -9,7 +9,7 @@ SOURCE ?= openai/clip-vit-base-patch32
 # torch is a build-time dependency only; the CPU wheel first, else a plain `torch` pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint unit bench model image venv clean
+.PHONY: run test lint unit bench model image venv scanners lock clean
 
 venv: $(VENV)/.installed
 # constraints.txt pins the versions the suite last passed with (a fresh resolve of this many packages
@@ -20,6 +20,19 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt "$(TORCH)"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[build,bench,dev]"
 	touch $@
+
+# checkov, bandit and pip-audit in a venv of their own (checkov's pins would fight the project's).
+SCAN_VENV := .venv-scan
+scanners: $(SCAN_VENV)/.installed
+$(SCAN_VENV)/.installed: infra/scanners.txt
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet -r infra/scanners.txt
+	touch $@
+
+# The image's exact package set, resolved from pyproject.toml under constraints.txt.
+lock: venv
+	$(BIN)/python infra/lambda_requirements.py --lock > infra/lambda-requirements.lock
 
 # The model directory: the hub checkpoint by default; if the hub cannot be reached, an untrained
 # random-init model, loudly labelled (see `clip-lambda build-model --help`).
@@ -35,7 +48,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layer handler infra bench
 
-test: venv lint
+test: venv scanners lint
 	$(BIN)/python -m pytest
 
 unit: venv
@@ -55,4 +68,4 @@ image: venv model
 	    -t clip-lambda:latest-$(ARCH) .
 
 clean:
-	rm -rf $(VENV) build .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SCAN_VENV) build .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -60,6 +60,7 @@ class ContainerFunction:
     env: dict[str, str] = field(default_factory=dict)
     memory_mb: int | None = None  # None: no CPU/memory limit
     timeout_s: int = 300
+    docker_args: tuple[str, ...] = ()  # e.g. ("--read-only", "--tmpfs", "/tmp"): Lambda's file system
     name: str = field(default_factory=lambda: f"clip-rie-{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
@@ -84,6 +85,7 @@ class ContainerFunction:
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
         args += [
+            *self.docker_args,
             self.image,
             "--runtime-interface-emulator-address",
             f"127.0.0.1:{self.port}",

@@ -142,6 +142,11 @@ def _draft(img: Image.Image, min_side: int | None) -> None:
             img.draft(img.mode, (int(img.width * k + 1), int(img.height * k + 1)))
 
 
+def _drafted(img: ImageFile.ImageFile, min_side: int | None) -> ImageFile.ImageFile:
+    _draft(img, min_side)
+    return img
+
+
 def _sof_marker(data: bytes) -> int | None:
     """The frame type of a JPEG (0xC0 baseline, 0xC1 extended, 0xC2 progressive, 0xC9 arithmetic, ...)."""
     i = 2  # after SOI
@@ -200,9 +205,9 @@ def decode(data: bytes, limits: Limits, *, draft_min_side: int | None = None, ex
                 first, second = _SENTINELS[img.mode]
                 if _load_sequential_jpeg(img, data, first):
                     again = open_image(data, limits)
-                    assert isinstance(again, ImageFile.ImageFile)
-                    _draft(again, draft_min_side)
-                    if _load_sequential_jpeg(again, data, second):
+                    if not isinstance(again, ImageFile.ImageFile) or _load_sequential_jpeg(
+                        _drafted(again, draft_min_side), data, second
+                    ):
                         raise CorruptImage("truncated JPEG: its data ends before its last row")
         else:
             img.seek(0)  # first frame of GIF / WebP / TIFF

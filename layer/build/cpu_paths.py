@@ -150,7 +150,8 @@ def pick_images(names: Sequence[str], native_cosines: Sequence[float], n: int = 
 def emulate(path: CpuPath, model_dir: Path, manifest: dict[str, Any], pixels: np.ndarray) -> tuple[np.ndarray, dict]:
     """The int8 model of ``model_dir`` on ``pixels`` in an emulated ``path`` CPU: (unit vectors, the worker's
     report). ``manifest`` is what the runtime reads there (its quantization settings pick the tuning)."""
-    assert path.qemu_cpu is not None
+    if path.qemu_cpu is None:
+        raise EmulationUnavailable(f"{path.name}: no emulator reaches it")
     with ExitStack() as stack:
         if path.arch == "x86_64":
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"clip-{path.name}-"))

@@ -215,7 +215,8 @@ class Arm64Root:
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir(parents=True)
         # Paths inside the root (HOME: onnxruntime writes a telemetry id there).
-        guest_tmp = "/tmp"  # noqa: S108 - the guest's own /tmp, inside the root
+        # The guest's own /tmp, inside the root: not a shared temporary directory of this machine.
+        guest_tmp = "/tmp"  # noqa: S108  # nosec B108
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "/opt/engine:/opt/site", "HOME": guest_tmp, "LANG": "C.UTF-8"}
         argv = [
             _tool("chroot"),

@@ -40,6 +40,7 @@ def export_onnx(model: torch.nn.Module, out: Path, *, image_size: int = 224, ops
             external_data=False,
             verbose=False,
         )
-    assert program is not None
+    if program is None:
+        raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(out), external_data=False)
     return out

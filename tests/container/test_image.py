@@ -196,3 +196,30 @@ def test_api_function_under_rie(lambda_image: str) -> None:
 
         reports = fn.reports()
         print(f"API function under RIE: INIT {reports[0].init_ms:.0f} ms, first invoke {reports[0].invoke_ms:.0f} ms")
+
+
+def test_functions_run_on_a_read_only_root_as_non_root(lambda_image: str) -> None:
+    """Lambda's file system: everything read-only but /tmp (512 MB). The image must INIT and embed there,
+    as its non-root user, writing nothing outside /tmp."""
+    probe = subprocess.run(
+        ["docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp:rw,size=512m", "--network", "none",
+         "--entrypoint", "/bin/sh", lambda_image, "-c",
+         "id -u; touch /var/task/x 2>/dev/null && echo WROTE-TASK; touch /opt/model/x 2>/dev/null && echo WROTE-MODEL;"
+         " touch /tmp/x && echo TMP-OK"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    uid, *rest = probe.stdout.split()
+    assert uid != "0" and rest == ["TMP-OK"], probe.stdout + probe.stderr
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "TABLE_NAME": "unused",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    read_only = ("--read-only", "--tmpfs", "/tmp:rw,size=512m")
+    with ContainerFunction(lambda_image, "handler.api.lambda_handler", env=env, docker_args=read_only) as fn:
+        resp, _ = fn.invoke(api_event("api-embed.json"))
+        assert resp["statusCode"] == 200, (resp, fn.logs()[-3000:])
+        assert len(json.loads(resp["body"])["embedding"]) == 512

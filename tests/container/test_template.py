@@ -82,8 +82,9 @@ def test_both_functions_share_one_image_with_different_commands(resources: dict[
         "S3Function": ["handler.s3.lambda_handler"],
         "ApiFunction": ["handler.api.lambda_handler"],
     }
-    metadata = [f["Metadata"] for f in functions.values()]
-    assert metadata[0] == metadata[1], "one Dockerfile, context and build args for both functions"
+    build = [{k: v for k, v in f["Metadata"].items() if k != "checkov"} for f in functions.values()]
+    assert build[0] == build[1], "one Dockerfile, context and build args for both functions"
+    metadata = build
     assert metadata[0]["Dockerfile"] == "infra/Dockerfile"
     assert (ROOT / metadata[0]["DockerContext"] / metadata[0]["Dockerfile"]).is_file()
     for f in functions.values():
@@ -131,6 +132,12 @@ def test_api_reads_only_the_images_bucket_and_public_apis_do_not_store(template:
         conditions["ApiStoreOff"]["Fn::Or"]
     )
     assert template["Parameters"]["ApiAllowStore"]["Default"] == "auto"
+
+
+def test_api_stage_writes_access_logs(resources: dict[str, Any]) -> None:
+    settings = resources["HttpApiStage"]["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]}
+    assert "$context.identity.sourceIp" in settings["Format"] and "$context.status" in settings["Format"]
 
 
 def test_sqs_event_source_reports_batch_item_failures(resources: dict[str, Any]) -> None:
@@ -258,7 +265,7 @@ def test_functions_are_traced(resources: dict[str, Any], template: dict[str, Any
 
 def test_log_groups_have_retention(resources: dict[str, Any]) -> None:
     groups = of_type(resources, "AWS::Logs::LogGroup")
-    assert len(groups) == 2
+    assert set(groups) == {"S3FunctionLogGroup", "ApiFunctionLogGroup", "HttpApiAccessLogGroup"}
     for g in groups.values():
         assert g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
 
