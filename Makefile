@@ -9,7 +9,7 @@ SOURCE ?= openai/clip-vit-base-patch32
 # torch is a build-time dependency only; the CPU wheel first, else a plain `torch` pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint unit bench model image venv scanners lock clean
+.PHONY: run test lint unit bench soak model image venv scanners lock clean
 
 venv: $(VENV)/.installed
 # constraints.txt pins the versions the suite last passed with (a fresh resolve of this many packages
@@ -56,6 +56,10 @@ unit: venv
 
 bench: venv model
 	$(BIN)/clip-lambda bench --model $(MODEL_DIR)
+
+# 10,000 S3 events with faults through the local stack (the CI size, 1,000, runs in make test).
+soak: venv model
+	$(BIN)/python -m infra.soak --model $(MODEL_DIR) --events 10000
 
 # The Lambda image from the public base (needs a registry); tests build it from a local debootstrap base.
 # ARCH=arm64 builds the Graviton image (on an x86 host through QEMU: infra/qemu-binfmt.sh registers it).

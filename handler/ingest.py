@@ -5,6 +5,7 @@ Outcomes are values (``Result``); only ``TransientError`` escapes, so the caller
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -44,9 +45,13 @@ def embed_image(engine: Engine, data: bytes) -> Embedding:
 
 def handle(ev: ObjectEvent, rt: Runtime) -> Result:
     with logger.append_context_keys(s3_uri=ev.uri, event_name=ev.event_name, order_key=ev.order_key):
+        t0 = time.perf_counter()
         result = remove(ev, rt) if ev.action is Action.REMOVED else create(ev, rt)
         count(f"Objects{result.outcome.value.capitalize()}")
-        logger.info("object processed", extra={"outcome": result.outcome.value, "code": result.code})
+        duration_ms = round((time.perf_counter() - t0) * 1e3, 1)  # read + embed + write of this object
+        logger.info(
+            "object processed", extra={"outcome": result.outcome.value, "code": result.code, "duration_ms": duration_ms}
+        )
         return result
 
 

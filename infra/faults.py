@@ -1,8 +1,10 @@
 """A fault-injecting HTTP proxy on 127.0.0.1, put between a function and one service (``AWS_ENDPOINT_URL_<SERVICE>``).
 
-Modes: ``pass`` (forward), ``throttle`` (answer DynamoDB's 400 ``ThrottlingException``, which botocore
-retries and then raises), ``error`` (HTTP 500) and ``down`` (close the connection without answering, as
-an unreachable endpoint). The tests switch modes to simulate an outage "for a while".
+Modes: ``pass`` (forward), ``throttle`` (DynamoDB's 400 ``ThrottlingException``, or S3's 503 ``SlowDown``,
+which botocore retries and then raises), ``error`` (HTTP 500), ``down`` (close the connection without
+answering, as an unreachable endpoint) and ``slow`` (forward after ``delay_s``). The tests switch ``mode`` to
+simulate an outage "for a while"; a ``chooser`` picks the mode per request instead (random faults in the
+soak test).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
@@ -17,7 +21,7 @@ from urllib.parse import urlsplit
 
 from infra.net import HOST, free_port
 
-Mode = Literal["pass", "throttle", "error", "down"]
+Mode = Literal["pass", "throttle", "error", "down", "slow"]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -26,7 +30,10 @@ class FaultProxy:
     target: str  # http://127.0.0.1:PORT of the real endpoint
     mode: Mode = "pass"
     port: int = 0
-    counts: dict[str, int] = field(default_factory=lambda: {"pass": 0, "throttle": 0, "error": 0, "down": 0})
+    flavor: Literal["dynamodb", "s3"] = "dynamodb"  # the shape of injected errors
+    chooser: Callable[[], Mode] | None = None  # per-request mode; None: ``mode``
+    delay_s: float = 0.3  # the ``slow`` mode's delay
+    counts: dict[str, int] = field(default_factory=lambda: {"pass": 0, "throttle": 0, "error": 0, "down": 0, "slow": 0})
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
@@ -47,25 +54,17 @@ class FaultProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                mode = proxy.mode
+                mode = proxy.chooser() if proxy.chooser else proxy.mode
                 proxy.counts[mode] += 1
                 if mode == "down":
                     self.close_connection = True
                     self.connection.close()
                     return
                 if mode in ("throttle", "error"):
-                    status = 400 if mode == "throttle" else 500
-                    code = "ThrottlingException" if mode == "throttle" else "InternalServerError"
-                    out = json.dumps(
-                        {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": f"injected {mode}"}
-                    ).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/x-amz-json-1.0")
-                    self.send_header("x-amzn-ErrorType", code)
-                    self.send_header("Content-Length", str(len(out)))
-                    self.end_headers()
-                    self.wfile.write(out)
+                    self._inject(mode)
                     return
+                if mode == "slow":
+                    time.sleep(proxy.delay_s)
                 conn = http.client.HTTPConnection(target.hostname or HOST, target.port or 80, timeout=30)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -81,6 +80,27 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _inject(self, mode: str) -> None:
+                if proxy.flavor == "s3":
+                    status, code = (503, "SlowDown") if mode == "throttle" else (500, "InternalError")
+                    out = f"<Error><Code>{code}</Code><Message>injected {mode}</Message></Error>".encode()
+                    content_type = "application/xml"
+                else:
+                    status = 400 if mode == "throttle" else 500
+                    code = "ThrottlingException" if mode == "throttle" else "InternalServerError"
+                    out = json.dumps(
+                        {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": f"injected {mode}"}
+                    ).encode()
+                    content_type = "application/x-amz-json-1.0"
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("x-amzn-ErrorType", code)
+                # A HEAD response carries no body, whatever its Content-Length says.
+                self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(out)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(out)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 

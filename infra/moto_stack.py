@@ -37,6 +37,7 @@ class StackNames:
     table: str = "clip-lambda-embeddings"
     max_receive_count: int = 3  # deliveries before SQS moves a message to the DLQ
     visibility_timeout: int = 30  # seconds a failed message stays invisible before its retry
+    notifications: bool = True  # S3 → SQS for created/removed objects (off: the caller sends the events)
 
 
 @dataclass
@@ -99,14 +100,15 @@ class MotoStack:
             "QueueArn"
         ]
         s3.create_bucket(Bucket=n.bucket)
-        s3.put_bucket_notification_configuration(
-            Bucket=n.bucket,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {"QueueArn": self.queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
-                ]
-            },
-        )
+        if n.notifications:
+            s3.put_bucket_notification_configuration(
+                Bucket=n.bucket,
+                NotificationConfiguration={
+                    "QueueConfigurations": [
+                        {"QueueArn": self.queue_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+                    ]
+                },
+            )
         ddb.create_table(
             TableName=n.table,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
