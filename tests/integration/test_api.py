@@ -54,7 +54,7 @@ def test_batch_with_s3_store_and_errors_in_place(api_fn: LocalFunction, stack: M
     assert [(x["status"], x["error"]["code"]) for x in r[1:]] == [
         (422, "not_an_image"),
         (404, "s3_not_found"),
-        (404, "s3_not_found"),
+        (403, "s3_bucket_not_allowed"),  # only the stack's bucket (ALLOWED_S3_BUCKETS)
     ]
     item = stack.client("dynamodb").get_item(
         TableName=stack.names.table, Key={"pk": {"S": f"s3://{bucket}/api/stored photo.jpg"}}, ConsistentRead=True
@@ -100,3 +100,50 @@ def test_model_and_health(api_fn: LocalFunction, model_dir: Path) -> None:
     assert body["limits"]["max_image_bytes"] == API_MAX_IMAGE_BYTES
     assert call(api_fn, http_event("GET", "/health"))[1]["status"] == "ok"
     assert "INIT REPORT" in api_fn.logs()
+
+
+def test_limits_hold_under_a_burst(api_fn: LocalFunction, stack: MotoStack) -> None:
+    """A public API (ApiAuth=NONE) gets bursts of abuse: oversized bodies and batches, foreign buckets and
+    store requests are refused with their codes, every request is answered, and the next honest request
+    still works. Through the local API Gateway front (its 10 MB / 6 MB limits) with 8 concurrent clients."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from infra.api_gateway import ApiGateway
+
+    photo = encode(resized_photo((320, 240)), "JPEG")
+    huge = b"\xff\xd8" + bytes(7_000_000)  # over Lambda's 6 MB invoke payload once base64-encoded
+    batch = {"images": [{"data": base64.b64encode(photo).decode()}] * 17}  # over MAX_BATCH_IMAGES (16)
+    foreign = {"images": [{"s3": "s3://someone-elses-bucket/secret.jpg"}]}
+    abuse = [
+        (huge, "image/jpeg", 413),
+        (json.dumps(batch).encode(), "application/json", 413),
+        (json.dumps(foreign).encode(), "application/json", 200),  # per-image 403 inside a 200
+        (photo, "image/jpeg", 200),
+    ] * 6
+    results: list[tuple[int, int, dict[str, Any]]] = []
+
+    def post(body: bytes, content_type: str, expected: int) -> None:
+        request = urllib.request.Request(f"{gateway.url}/embed", data=body, headers={"Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as resp:
+                results.append((expected, resp.status, json.loads(resp.read())))
+        except urllib.error.HTTPError as exc:
+            results.append((expected, exc.code, json.loads(exc.read() or b"{}")))
+
+    with ApiGateway(api_fn.invoke).start() as gateway:
+        threads = [threading.Thread(target=post, args=a) for a in abuse]
+        chunks = [threads[i : i + 8] for i in range(0, len(threads), 8)]
+        for chunk in chunks:
+            for t in chunk:
+                t.start()
+            for t in chunk:
+                t.join(timeout=300)
+        assert len(results) == len(abuse)
+        for expected, status, body in results:
+            assert status == expected, body
+            if status == 200 and "results" in body:
+                assert body["results"][0]["error"]["code"] == "s3_bucket_not_allowed"
+        status, body = call(api_fn, http_event("POST", "/embed", photo, "image/jpeg"))
+        assert status == 200 and len(body["embedding"]) == 512
