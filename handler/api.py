@@ -50,6 +50,7 @@ _ERRORS: dict[int, Any] = {
         413: "Image (or batch) too large: MAX_IMAGE_BYTES / MAX_IMAGE_PIXELS / MAX_BATCH_IMAGES",
         415: "Content-Type is neither image/* (or application/octet-stream) nor application/json",
         422: "The body is not a decodable image (unknown format, corrupt, truncated)",
+        503: "S3 throttled or failed reading an s3 reference (per image in a batch): retry later",
     }.items()
 }
 

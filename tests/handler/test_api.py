@@ -316,3 +316,37 @@ def test_events_api_gateway_never_sends_are_400(rt, context, photo, mutate) -> N
     event = http_event("POST", "/embed", photo, "image/jpeg")
     mutate(event)
     assert_error(call(event, context), 400, "invalid_request")
+
+
+def test_batch_limit_is_inclusive(rt, context, photo) -> None:
+    """MAX_BATCH_IMAGES (8 here) images are one batch; one more is a 413."""
+    image = {"data": b64(photo)}
+    status, body = embed_json({"images": [image] * rt.settings.max_batch}, context)
+    assert status == 200 and len(body["results"]) == rt.settings.max_batch
+    assert_error(embed_json({"images": [image] * (rt.settings.max_batch + 1)}, context), 413, "too_many_images")
+
+
+def test_oversized_base64_body_is_refused_before_decoding(rt, context, monkeypatch) -> None:
+    """The size check reads the base64 length: a body that decodes to more than MAX_IMAGE_BYTES is never
+    decoded (base64 of 6 MB allocates 4.5 MB more, per request)."""
+    limit = rt.settings.limits.max_bytes
+    event = http_event("POST", "/embed", b"\xff\xd8" + bytes(limit + 4096), "image/jpeg")
+    monkeypatch.setattr(api.base64, "b64decode", lambda *a, **k: pytest.fail("decoded an oversized body"))
+    assert_error(call(event, context), 413, "image_too_large")
+
+
+def test_s3_unavailable_is_503_per_image(rt, context, monkeypatch) -> None:
+    def throttled(**kw: Any) -> Any:
+        raise ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
+
+    monkeypatch.setattr(rt.s3, "get_object", throttled)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/busy.jpg"}]}, context)
+    assert status == 200
+    assert (body["results"][0]["status"], body["results"][0]["error"]["code"]) == (503, "s3_unavailable")
+
+
+def test_every_documented_status_is_in_the_openapi_document() -> None:
+    from handler.errors import API_ERRORS
+
+    responses = json.loads(openapi.PATH.read_text())["paths"]["/embed"]["post"]["responses"]
+    assert {str(s) for s in API_ERRORS.values()} - {"404"} <= set(responses)

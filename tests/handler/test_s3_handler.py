@@ -332,3 +332,87 @@ def test_metrics_and_logs(rt, context, photo, capsys, logs) -> None:
         "req-0001",
     )
     assert log["level"] == "INFO" and log["service"] == "clip-lambda-test"
+
+
+# ------------------------------------------------------------------ issue 13: paths no test reached before
+def test_a_new_model_re_embeds_a_duplicate_etag(rt, context, photo, monkeypatch) -> None:
+    ev = created(rt, "remodel.jpg", photo)
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["embedded"]
+    monkeypatch.setattr(engine(rt), "model_id", "fake/clip-test-v2")
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["embedded"]  # same ETag, other model
+    assert engine(rt).calls == 2 and item(rt, "remodel.jpg")["model"] == "fake/clip-test-v2"
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["duplicate"]
+
+
+def test_record_failures_off_writes_nothing(rt, context, monkeypatch) -> None:
+    from dataclasses import replace
+
+    monkeypatch.setattr(rt, "settings", replace(rt.settings, record_failures=False))
+    assert s3_function.lambda_handler(created(rt, "quiet.txt", b"not an image"), context)["outcomes"] == ["failed"]
+    assert item(rt, "quiet.txt") is None
+
+
+def test_existence_check_that_is_refused_keeps_the_item(rt, context, photo, monkeypatch) -> None:
+    """A HEAD answered 403 cannot tell whether the object exists: the item is kept, not deleted."""
+    head = rt.s3.head_object
+
+    def denied(**kw: Any) -> Any:
+        if "IfMatch" in kw or "VersionId" in kw:
+            return head(**kw)
+        raise ClientError({"Error": {"Code": "403"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "HeadObject")
+
+    ev = created(rt, "kept.jpg", photo)
+    monkeypatch.setattr(rt.s3, "head_object", denied)
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["embedded"]
+    assert item(rt, "kept.jpg") is not None
+
+
+@pytest.fixture
+def versioned(rt):  # type: ignore[no-untyped-def]
+    rt.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return rt
+
+
+def versioned_put(rt: runtime.Runtime, key: str, data: bytes, seq: str) -> dict[str, Any]:
+    resp = rt.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    ev = s3_notification(BUCKET, key, etag=resp["ETag"].strip('"'), size=len(data), sequencer=seq)
+    ev["Records"][0]["s3"]["object"]["versionId"] = resp["VersionId"]
+    return ev
+
+
+def test_versioned_delete_while_embedding_leaves_no_item(versioned, context, photo, monkeypatch) -> None:
+    """On a versioned bucket the read is pinned to the version, which survives a delete (a delete marker):
+    only the existence check after the write keeps the deleted object's item from staying."""
+    ev = versioned_put(versioned, "v/photo.jpg", photo, "0055AED6DCD9028101")
+    embed = engine(versioned).embed_one
+
+    def delete_then_embed(data: bytes) -> Any:
+        versioned.s3.delete_object(Bucket=BUCKET, Key="v/photo.jpg")
+        return embed(data)
+
+    monkeypatch.setattr(engine(versioned), "embed_one", delete_then_embed)
+    assert s3_function.lambda_handler(ev, context)["outcomes"] == ["gone"]
+    assert item(versioned, "v/photo.jpg") is None
+
+
+def test_versioned_late_create_after_delete_does_not_resurrect(versioned, context, photo) -> None:
+    create = versioned_put(versioned, "v/late.jpg", photo, "0055AED6DCD9028101")
+    versioned.s3.delete_object(Bucket=BUCKET, Key="v/late.jpg")
+    delete = s3_notification(
+        BUCKET, "v/late.jpg", action="ObjectRemoved:DeleteMarkerCreated", sequencer="0055AED6DCD9028102"
+    )
+    assert s3_function.lambda_handler(delete, context)["outcomes"] == ["deleted"]
+    # The version is still readable, so only the existence check stops the item from coming back.
+    assert s3_function.lambda_handler(create, context)["outcomes"] == ["gone"]
+    assert item(versioned, "v/late.jpg") is None
+    assert engine(versioned).calls == 1
+
+
+def test_versioned_overwrite_keeps_the_newest_version(versioned, context, photo, photo2) -> None:
+    old = versioned_put(versioned, "v/k.jpg", photo, "0055AED6DCD9028101")
+    new = versioned_put(versioned, "v/k.jpg", photo2, "0055AED6DCD9028102")
+    assert s3_function.lambda_handler(new, context)["outcomes"] == ["embedded"]
+    assert s3_function.lambda_handler(old, context)["outcomes"] == ["stale"]
+    got = item(versioned, "v/k.jpg")
+    assert got["version_id"] == new["Records"][0]["s3"]["object"]["versionId"]
+    np.testing.assert_array_equal(decode_vector(got["embedding"]), FakeEngine.vector_for(photo2))

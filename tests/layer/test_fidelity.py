@@ -11,11 +11,12 @@ import pytest
 from PIL import Image
 
 from layer import Embedder, Embedding
+from tests.conftest import require
 from tests.imaging import encode, jpeg_12mp, photo_bytes, resized_photo, varied_images
 
 pytestmark = pytest.mark.slow
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,8 @@ def test_fp32_equals_normalized_hf_get_image_features(
 ) -> None:
     ref = hf_reference[name]
     ours = fp32.embed_one(varied_images()[name])
-    assert np.allclose(ref / np.linalg.norm(ref), ours.vector, atol=1e-3)
+    assert np.allclose(ref / np.linalg.norm(ref), ours.vector, atol=1e-3)  # the contract
+    assert np.max(np.abs(ref / np.linalg.norm(ref) - ours.vector)) <= 1e-5  # what it measures: ~1e-7
     assert abs(np.linalg.norm(ours.vector) - 1) < 1e-5
     assert ours.norm == pytest.approx(float(np.linalg.norm(ref)), rel=1e-3)
 
@@ -63,7 +65,7 @@ def test_int8_agrees_with_fp32(int8: Embedder, fp32: Embedder) -> None:
     cosines = {
         name: float(int8.embed_one(data).vector @ fp32.embed_one(data).vector) for name, data in varied_images().items()
     }
-    assert min(cosines.values()) >= 0.999, cosines
+    assert min(cosines.values()) >= 0.9998, cosines  # README: ≥ 0.9998 (gate threshold 0.999)
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
@@ -99,12 +101,28 @@ def test_fast_jpeg_path_stays_close_to_exact(name: str, checkpoint_model_dir: Pa
     fast = Embedder.from_dir(checkpoint_model_dir, precision="fp32", fast_jpeg=True).embed_one(data)
     exact = Embedder.from_dir(checkpoint_model_dir, precision="fp32", fast_jpeg=False).embed_one(data)
     assert (fast.width, fast.height) == (exact.width, exact.height)
-    assert float(fast.vector @ exact.vector) >= 0.9995
+    assert float(fast.vector @ exact.vector) >= 0.99999  # README: measured ≥ 0.99999 (design floor 0.9995)
+
+
+@pytest.mark.parametrize(
+    "size", [(4000, 3000), (3000, 4000), (1920, 1080), (1080, 1920), (640, 427), (1000, 337), (2000, 673)]
+)
+def test_fast_jpeg_decode_never_drops_below_one_and_a_half_times_the_target(size: tuple[int, int]) -> None:
+    """The engine's DCT draft may shrink a JPEG only while its shortest side stays ≥ 1.5 × 224 = 336 px (the
+    README's promise; an upsampled 240×135 draft of a 1080p photo still passed the cosine test at 0.99966)."""
+    from layer.config import PreprocessConfig
+    from layer.embedder import pixel_values
+    from layer.limits import Limits
+
+    _, decoded, _ = pixel_values(encode(resized_photo(size), "JPEG", quality=90), PreprocessConfig(), Limits())
+    assert min(decoded.image.size) >= min(336, *size)
+    if min(size) >= 4 * 336:
+        assert min(decoded.image.size) < min(size) // 2  # and it does shrink the big ones
 
 
 def test_fastembed_reads_the_model_directory(checkpoint_model_dir: Path, fp32: Embedder, tmp_path: Path) -> None:
     """fastembed runs our fp32 export offline and agrees with us (its preprocessing is its own)."""
-    fastembed = pytest.importorskip("fastembed")
+    fastembed = require("fastembed")
     (tmp_path / "model.onnx").symlink_to(checkpoint_model_dir / "model.fp32.onnx")
     (tmp_path / "preprocessor_config.json").symlink_to(checkpoint_model_dir / "preprocessor_config.json")
     model = fastembed.ImageEmbedding("Qdrant/clip-ViT-B-32-vision", specific_model_path=str(tmp_path))

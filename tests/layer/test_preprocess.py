@@ -14,9 +14,10 @@ from layer.config import PreprocessConfig
 from layer.decode import decode
 from layer.limits import Limits
 from layer.preprocess import preprocess, resize_output_size
+from tests.conftest import require
 from tests.imaging import encode, varied_images
 
-transformers = pytest.importorskip("transformers")
+transformers = require("transformers")
 
 
 @pytest.fixture(scope="module")
