@@ -195,11 +195,10 @@ def env_vars() -> dict[str, Any]:
     return {"S3Function": dict(common), "ApiFunction": dict(common)}
 
 
-def main() -> int:
-    out = ROOT / "events"
-    out.mkdir(exist_ok=True)
+def event_files() -> dict[str, Any]:
+    """events/ as this script writes it: file name → content."""
     jpeg = base64.b64encode(sample_jpeg()).decode()
-    files = {
+    return {
         "sqs-s3-put.json": sqs_event(),
         "s3-put.json": {"Records": [s3_record()]},
         "eventbridge-object-created.json": eventbridge_event(),
@@ -208,7 +207,12 @@ def main() -> int:
         "api-not-an-image.json": api_event(base64.b64encode(b"plain text\n").decode(), "image/jpeg"),
         "env.json": env_vars(),
     }
-    for name, data in files.items():
+
+
+def main() -> int:
+    out = ROOT / "events"
+    out.mkdir(exist_ok=True)
+    for name, data in event_files().items():
         (out / name).write_text(json.dumps(data, indent=2) + "\n")
         print(f"wrote events/{name}")
     return 0

@@ -148,13 +148,25 @@ def test_sqs_event_source_reports_batch_item_failures(resources: dict[str, Any])
 
 
 # ----------------------------------------------------------------------------------------------- queueing
-def test_queue_has_dead_letter_queue_and_alarm(resources: dict[str, Any]) -> None:
+def test_queue_has_dead_letter_queue_and_alarm(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """The values the README states: 5 receives, then the DLQ, kept 14 days, and an alarm on any message."""
+    params = template["Parameters"]
     redrive = resources["ImagesQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ImagesDeadLetterQueue", "Arn"]}
-    assert "maxReceiveCount" in redrive
-    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
-    dims = [d for a in alarms.values() for d in a["Properties"]["Dimensions"]]
-    assert {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ImagesDeadLetterQueue", "QueueName"]}} in dims
+    assert redrive["maxReceiveCount"] == {"Ref": "MaxReceiveCount"} and params["MaxReceiveCount"]["Default"] == 5
+    assert resources["ImagesDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    (alarm,) = of_type(resources, "AWS::CloudWatch::Alarm").values()
+    props = alarm["Properties"]
+    assert {"Name": "QueueName", "Value": {"Fn::GetAtt": ["ImagesDeadLetterQueue", "QueueName"]}} in props["Dimensions"]
+    assert (props["MetricName"], props["Statistic"], props["ComparisonOperator"], props["Threshold"]) == (
+        "ApproximateNumberOfMessagesVisible",
+        "Maximum",
+        "GreaterThanThreshold",
+        0,
+    )  # any message at all
+    event = resources["S3Function"]["Properties"]["Events"]["ImagesQueue"]["Properties"]
+    assert event["BatchSize"] == {"Ref": "S3BatchSize"} and params["S3BatchSize"]["Default"] == 10
+    assert params["S3BatchSize"]["MaxValue"] == 10
 
 
 def refs(node: Any) -> set[str]:
@@ -224,6 +236,38 @@ def actions(statement: dict[str, Any]) -> list[str]:
     return [act] if isinstance(act, str) else act
 
 
+_XRAY = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
+_BUCKET, _TABLE = frozenset({"ImagesBucket"}), frozenset({"EmbeddingsTable"})
+# Each role's grants, exactly (action, resources): a new action or a widened resource fails the test.
+EXACT_GRANTS: dict[str, set[Any]] = {
+    "S3FunctionRole": {
+        *_XRAY,
+        ("logs:CreateLogStream", frozenset({"S3FunctionLogGroup"})),
+        ("logs:PutLogEvents", frozenset({"S3FunctionLogGroup"})),
+        ("s3:GetObject", _BUCKET),
+        ("s3:GetObjectVersion", _BUCKET),
+        ("s3:ListBucket", _BUCKET),
+        ("dynamodb:GetItem", _TABLE),
+        ("dynamodb:PutItem", _TABLE),
+        ("dynamodb:DeleteItem", _TABLE),
+        *{
+            (f"sqs:{verb}", frozenset({"ImagesQueue"}))
+            for verb in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "GetQueueAttributes")
+        },
+    },
+    "ApiFunctionRole": {
+        *_XRAY,
+        ("logs:CreateLogStream", frozenset({"ApiFunctionLogGroup"})),
+        ("logs:PutLogEvents", frozenset({"ApiFunctionLogGroup"})),
+        ("s3:GetObject", _BUCKET),
+        ("s3:GetObjectVersion", _BUCKET),
+        ("s3:ListBucket", _BUCKET),
+        ("dynamodb:GetItem", _TABLE),
+        ("dynamodb:PutItem", _TABLE),
+    },
+}
+
+
 @pytest.mark.parametrize("role", ["S3FunctionRole", "ApiFunctionRole"])
 def test_roles_are_least_privilege(resources: dict[str, Any], role: str) -> None:
     assert "ManagedPolicyArns" not in resources[role]["Properties"], "managed policies grant Resource: *"
@@ -252,6 +296,9 @@ def test_roles_are_least_privilege(resources: dict[str, Any], role: str) -> None
                 assert len(target) == 1 and next(iter(target)).endswith("LogGroup")
             else:
                 pytest.fail(f"unexpected action {action}")
+    granted = {(a, frozenset(refs(s["Resource"])) if s["Resource"] != "*" else "*") for s in statements(resources, role)
+               for a in actions(s)}  # fmt: skip
+    assert granted == EXACT_GRANTS[role]
     fn = "S3Function" if role == "S3FunctionRole" else "ApiFunction"
     assert resources[fn]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
     assert "Policies" not in resources[fn]["Properties"], "SAM Policies would add managed policies"
@@ -310,7 +357,8 @@ def test_api_event_carries_a_base64_photo() -> None:
 
 @pytest.mark.parametrize("name", ["sqs-s3-put.json", "s3-put.json", "eventbridge-object-created.json"])
 def test_s3_events_are_understood_by_the_handler(name: str) -> None:
-    events = pytest.importorskip("handler.events")
+    from handler import events
+
     kinds = {"sqs-s3-put.json": "sqs", "s3-put.json": "s3", "eventbridge-object-created.json": "eventbridge"}
     assert events.classify(load_event(name)) == kinds[name]
 
@@ -327,3 +375,13 @@ def test_visibility_timeout_default_is_six_function_timeouts(template: dict[str,
     params = template["Parameters"]
     assert int(params["QueueVisibilityTimeout"]["Default"]) >= 6 * int(params["S3FunctionTimeout"]["Default"])
     assert int(params["ApiFunctionTimeout"]["Default"]) <= 30, "HTTP API integrations time out at 30 s"
+
+
+def test_events_folder_is_what_make_events_writes() -> None:
+    """events/ is generated (infra/make_events.py), like handler/openapi.json: kept current by this test."""
+    from infra.make_events import event_files
+
+    expected = event_files()
+    assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(expected)
+    for name, content in expected.items():
+        assert load_event(name) == json.loads(json.dumps(content)), f"regenerate: python infra/make_events.py ({name})"
