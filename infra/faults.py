@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-from infra.net import HOST, free_port
+from infra.net import HOST
 
 Mode = Literal["pass", "throttle", "error", "down", "slow"]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
@@ -42,7 +42,6 @@ class FaultProxy:
         return f"http://{HOST}:{self.port}"
 
     def start(self) -> FaultProxy:
-        self.port = self.port or free_port()
         proxy = self
         target = urlsplit(self.target)
 
@@ -104,7 +103,8 @@ class FaultProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
-        self._server = ThreadingHTTPServer((HOST, self.port), Handler)
+        self._server = ThreadingHTTPServer((HOST, self.port), Handler)  # port 0: the OS picks, race-free
+        self.port = int(self._server.server_address[1])
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
         self._thread.start()

@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from infra.net import HOST, free_port, wait_listening
+from infra.net import HOST, free_port, on_free_ports, wait_listening
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -64,7 +64,16 @@ class MotoStack:
         return session.client(service, endpoint_url=endpoint or self.endpoint, config=config)
 
     def start(self) -> MotoStack:
-        self.port = self.port or free_port()
+        if self.port:  # a requested port: one try
+            return self._start_once()
+
+        def once() -> MotoStack:
+            self.port = free_port()
+            return self._start_once()
+
+        return on_free_ports(once)
+
+    def _start_once(self) -> MotoStack:
         if self.log_path is None:
             self.log_path = Path(tempfile.mkdtemp(prefix="moto-")) / "moto.log"
         log = self.log_path.open("wb")
@@ -77,7 +86,10 @@ class MotoStack:
         )
         log.close()
         try:
-            wait_listening(self.port, timeout=60, alive=lambda: self._proc is not None and self._proc.poll() is None)
+            alive = lambda: self._proc is not None and self._proc.poll() is None  # noqa: E731
+            wait_listening(self.port, timeout=60, alive=alive)
+            if not alive():  # someone else's server answered on that port, and ours could not bind it
+                raise RuntimeError(f"moto could not bind {HOST}:{self.port}")
             self.create_resources()
         except BaseException:
             self.stop()

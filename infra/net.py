@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 HOST = "127.0.0.1"
+T = TypeVar("T")
 
 
 def free_port() -> int:
+    """A port free right now. Another process may take it before the server binds it: servers started in
+    a subprocess go through ``on_free_ports``, in-process servers bind port 0 and read theirs back."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
@@ -28,3 +33,15 @@ def wait_listening(port: int, timeout: float = 30.0, alive: object = None) -> No
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {HOST}:{port} after {timeout:.0f}s")
+
+
+def on_free_ports(start: Callable[[], T], attempts: int = 5) -> T:
+    """``start()`` picks its ports with ``free_port``; when a port was taken meanwhile the server exits
+    before listening (``RuntimeError``/``TimeoutError`` from ``wait_listening``): try again on new ports."""
+    for attempt in range(attempts):
+        try:
+            return start()
+        except (RuntimeError, TimeoutError):
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

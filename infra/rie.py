@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.net import HOST, free_port, wait_listening
+from infra.net import HOST, free_port, on_free_ports, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
@@ -89,8 +89,16 @@ class LocalFunction:
         return f"http://{HOST}:{self.port}{INVOKE_PATH}"
 
     def start(self) -> LocalFunction:
-        self.port = self.port or free_port()
-        self.api_port = self.api_port or free_port()
+        if self.port and self.api_port:  # requested (or a restart): one try on the same ports
+            return self._start_once()
+
+        def once() -> LocalFunction:
+            self.port, self.api_port = free_port(), free_port()
+            return self._start_once()
+
+        return on_free_ports(once)
+
+    def _start_once(self) -> LocalFunction:
         if self.log_path is None:
             self.log_path = Path(tempfile.mkdtemp(prefix=f"rie-{self.name}-")) / "function.log"
         env = {
@@ -118,6 +126,8 @@ class LocalFunction:
         log.close()
         try:
             wait_listening(self.port, timeout=30, alive=self.running)
+            if not self.running():  # another server answered on the port ours could not bind
+                raise RuntimeError(f"the RIE could not bind {HOST}:{self.port}")
         except BaseException:
             self.stop()
             raise

@@ -25,6 +25,12 @@ API_MAX_IMAGE_BYTES = 1_500_000
 def stack() -> Iterator[MotoStack]:
     # Short visibility timeout so that retries (and the DLQ after 3 receives) take seconds, not minutes.
     with MotoStack(names=StackNames(visibility_timeout=3, max_receive_count=3)).start() as s:
+        # Configuring the notification queued an s3:TestEvent (as real S3 does): taken out here, so that no
+        # test depends on another having drained it first.
+        sqs = s.client("sqs")
+        while msgs := sqs.receive_message(QueueUrl=s.queue_url, WaitTimeSeconds=1).get("Messages"):
+            for m in msgs:
+                sqs.delete_message(QueueUrl=s.queue_url, ReceiptHandle=m["ReceiptHandle"])
         yield s
 
 
