@@ -9,7 +9,7 @@ SOURCE ?= openai/clip-vit-base-patch32
 # torch is a build-time dependency only; the CPU wheel first, else a plain `torch` pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint unit bench soak model image venv scanners lock clean
+.PHONY: run test lint unit bench soak mutation model image venv scanners lock clean
 
 venv: $(VENV)/.installed
 # constraints.txt pins the versions the suite last passed with (a fresh resolve of this many packages
@@ -29,6 +29,22 @@ $(SCAN_VENV)/.installed: infra/scanners.txt
 	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
 	$(SCAN_VENV)/bin/pip install --quiet -r infra/scanners.txt
 	touch $@
+
+# Mutation testing (not in make test: ~an hour on 2 cores). Its own venv: mutmut's TUI needs a newer rich than
+# aws-sam-cli allows; the fast suite needs no torch. The model the engine tests load is built once, by make model.
+MUT_VENV := .venv-mutation
+$(MUT_VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(MUT_VENV)/bin/python || $(PYTHON) -m venv $(MUT_VENV)
+	$(MUT_VENV)/bin/pip install --quiet --upgrade pip
+	$(MUT_VENV)/bin/pip install --quiet -c constraints.txt -e . pytest pytest-timeout hypothesis "moto[server]" \
+	  scikit-learn requests transformers
+	$(MUT_VENV)/bin/pip install --quiet mutmut==3.8.1 "rich>=14.2"
+	touch $@
+mutation: $(MUT_VENV)/.installed model
+	rm -rf mutants
+	CLIP_LAMBDA_TEST_MODEL_DIR=$(abspath $(MODEL_DIR)) $(MUT_VENV)/bin/mutmut run --max-children 2 || true
+	$(MUT_VENV)/bin/python bench/mutation_report.py > bench/results/mutation.md
+	cat bench/results/mutation.md
 
 # The image's exact package set, resolved from pyproject.toml under constraints.txt.
 lock: venv
@@ -72,4 +88,4 @@ image: venv model
 	    -t clip-lambda:latest-$(ARCH) .
 
 clean:
-	rm -rf $(VENV) $(SCAN_VENV) build .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SCAN_VENV) $(MUT_VENV) mutants build .cache .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -64,7 +64,11 @@ def _cached_build(name: str, source: str, cross_cpu: Literal["auto", "required",
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """A built int8 model directory from the ``random-init`` source (also holds model.fp32.onnx), gated on
-    every CPU path this machine can emulate (all emulatable ones under CI)."""
+    every CPU path this machine can emulate (all emulatable ones under CI). ``CLIP_LAMBDA_TEST_MODEL_DIR``
+    names an existing one instead (mutation testing: the mutated code must not change the cache key)."""
+    given = os.environ.get("CLIP_LAMBDA_TEST_MODEL_DIR")
+    if given:
+        return Path(given)
     return _cached_build("random-init", "random-init", "required" if cross_cpu_required() else "auto")
 
 

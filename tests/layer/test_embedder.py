@@ -1,0 +1,95 @@
+"""The engine's public surface on the built model: Embedder.from_dir, embed_one/embed, the model-only path,
+l2_normalize, and what it reports (fast: no torch, the cached test model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layer import Embedder, Embedding, Limits
+from layer.cpu import CpuInfo
+from layer.embedder import l2_normalize
+from layer.errors import ModelDirError, NotAnImage, TooManyPixels
+from tests.imaging import encode, photo_bytes, resized_photo
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path) -> Embedder:
+    return Embedder.from_dir(model_dir, threads=1)
+
+
+def test_l2_normalize_returns_unit_vectors_and_the_norms() -> None:
+    features = np.array([[3.0, 4.0], [0.0, 0.0], [1e-3, 0.0]], dtype=np.float32)
+    unit, norms = l2_normalize(features)
+    assert unit.dtype == np.float32 and norms.dtype == np.float32
+    np.testing.assert_allclose(unit, [[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(norms, [5.0, 0.0, 1e-3], rtol=1e-6)
+
+
+def test_embed_one_returns_the_contract(engine: Embedder, model_dir: Path) -> None:
+    emb = engine.embed_one(photo_bytes()["china.jpg"])
+    assert isinstance(emb, Embedding)
+    assert emb.vector.shape == (512,) and emb.dim == 512 and emb.vector.dtype == np.float32
+    assert abs(float(np.linalg.norm(emb.vector)) - 1.0) < 1e-5 and emb.norm > 0
+    assert (emb.width, emb.height, emb.format) == (640, 427, "JPEG")
+    assert emb.model == engine.model_id and "untrained" in emb.model and not emb.model.endswith("@fp32")
+    t = emb.timings
+    assert t.decode_ms > 0 and t.preprocess_ms > 0 and t.inference_ms > 0
+    raw = engine.run_model(engine.pixel_values(photo_bytes()["china.jpg"])[0][None])
+    assert float(np.linalg.norm(raw)) == pytest.approx(emb.norm, rel=1e-5)  # vector × norm = raw features
+
+
+def test_embed_keeps_order_and_errors_in_place(engine: Embedder) -> None:
+    a, b = photo_bytes()["china.jpg"], encode(resized_photo((200, 150), "flower.jpg"))
+    results = engine.embed([a, b"junk", b])
+    assert [type(r) for r in results] == [Embedding, NotAnImage, Embedding]
+    assert np.array_equal(results[0].vector, engine.embed_one(a).vector)  # type: ignore[union-attr]
+    assert np.array_equal(results[2].vector, engine.embed_one(b).vector)  # type: ignore[union-attr]
+    assert engine.embed([]) == []
+
+
+def test_model_only_path_is_one_image_per_run(engine: Embedder) -> None:
+    pixels = np.stack([engine.pixel_values(photo_bytes()[n])[0] for n in ("china.jpg", "flower.jpg")])
+    unit, norms = engine.embed_pixels(pixels)
+    assert unit.shape == (2, 512) and norms.shape == (2,)
+    for i in range(2):
+        single, _ = engine.embed_pixels(pixels[i : i + 1])
+        assert np.array_equal(single[0], unit[i])  # batch-invariant: the same bits alone or together
+
+
+def test_fp32_precision_and_its_model_id(model_dir: Path, engine: Embedder) -> None:
+    fp32 = Embedder.from_dir(model_dir, precision="fp32", threads=1)
+    assert fp32.model_id == engine.model_id + "@fp32" and fp32.settings.optimization == "all"
+    assert fp32.settings.config == ()  # the int8 tuning is not for the fp32 export
+    data = photo_bytes()["flower.jpg"]
+    assert float(fp32.embed_one(data).vector @ engine.embed_one(data).vector) >= 0.9998
+
+
+def test_limits_reach_the_decoder(model_dir: Path) -> None:
+    small = Embedder.from_dir(model_dir, threads=1, limits=Limits(max_pixels=10_000))
+    with pytest.raises(TooManyPixels):
+        small.embed_one(photo_bytes()["china.jpg"])
+
+
+def test_missing_or_corrupt_model_directory_is_a_clear_error(tmp_path: Path, model_dir: Path) -> None:
+    with pytest.raises(ModelDirError, match=r"manifest\.json not found"):
+        Embedder.from_dir(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelDirError, match="not valid JSON"):
+        Embedder.from_dir(tmp_path)
+    (tmp_path / "manifest.json").write_text((model_dir / "manifest.json").read_text())
+    with pytest.raises(ModelDirError, match=r"model\.onnx not found"):
+        Embedder.from_dir(tmp_path)
+
+
+def test_cpu_report_names_the_path_and_the_session(engine: Embedder) -> None:
+    report = engine.cpu_report()
+    cpu = CpuInfo.detect()
+    assert (report["kernel_path"], report["arch"], report["model"]) == (cpu.kernel_path, cpu.arch, cpu.model)
+    assert report["session_config"] == dict(engine.settings.config)
+    assert report["graph_optimization"] == engine.settings.optimization
+    assert report["gate_covered"] is True and report["gate"]["path"] == cpu.kernel_path
