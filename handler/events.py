@@ -58,9 +58,11 @@ class ObjectEvent:
             raise MalformedEvent(f"invalid object size {self.size!r}")
         if self.sequencer is not None and not _SEQUENCER.match(self.sequencer):
             raise MalformedEvent(f"invalid sequencer {self.sequencer[:80]!r}")
-        for name in ("etag", "version_id"):
+        for name in ("etag", "version_id"):  # hex and URL-safe ASCII in every S3 event: they go into headers
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or len(value) > 1024):
+            if value is not None and not (
+                isinstance(value, str) and len(value) <= 1024 and value.isascii() and value.isprintable()
+            ):
                 raise MalformedEvent(f"invalid {name} {str(value)[:80]!r}")
 
     @property

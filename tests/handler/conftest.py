@@ -32,9 +32,11 @@ def logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     from handler.observability import logger
 
     stream = io.StringIO()
-    previous = logger.registered_handler.setStream(stream)
+    handler = logger.registered_handler
+    # Swapped directly: setStream() would flush the previous stream, which a test runner may have closed.
+    previous, handler.stream = handler.stream, stream  # type: ignore[attr-defined]
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-    logger.registered_handler.setStream(previous)
+    handler.stream = previous  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -156,6 +156,9 @@ def test_unknown_shapes_are_malformed() -> None:
         ("sequencer", "0" * 65),
         ("eventTime", "yesterday"),
         ("eventTime", 12),
+        ("eTag", "\ud800"),  # found by the event fuzzer: a lone surrogate reached botocore's headers
+        ("eTag", "ab\ncd"),
+        ("versionId", "v\u00e9"),
     ],
 )
 def test_malformed_s3_notifications_raise_malformed_event(field: str, value: object) -> None:
