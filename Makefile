@@ -24,10 +24,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # checkov, bandit and pip-audit in a venv of their own (checkov's pins would fight the project's).
 SCAN_VENV := .venv-scan
 scanners: $(SCAN_VENV)/.installed
-$(SCAN_VENV)/.installed: infra/scanners.txt
+$(SCAN_VENV)/.installed: infra/ci/scanners.txt
 	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
 	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
-	$(SCAN_VENV)/bin/pip install --quiet -r infra/scanners.txt
+	$(SCAN_VENV)/bin/pip install --quiet -r infra/ci/scanners.txt
 	touch $@
 
 # Mutation testing (not in make test: ~an hour on 2 cores). Its own venv: mutmut's TUI needs a newer rich than
@@ -48,7 +48,7 @@ mutation: $(MUT_VENV)/.installed model
 
 # The image's exact package set, resolved from pyproject.toml under constraints.txt.
 lock: venv
-	$(BIN)/python infra/lambda_requirements.py --lock > infra/lambda-requirements.lock
+	$(BIN)/python infra/image/lambda_requirements.py --lock > infra/image/lambda-requirements.lock
 
 # The model directory: the hub checkpoint by default; if the hub cannot be reached, an untrained
 # random-init model, loudly labelled (see `clip-lambda build-model --help`).
@@ -75,16 +75,16 @@ bench: venv model
 
 # 10,000 S3 events with faults through the local stack (the CI size, 1,000, runs in make test).
 soak: venv model
-	$(BIN)/python -m infra.soak --model $(MODEL_DIR) --events 10000
+	$(BIN)/python -m bench.soak --model $(MODEL_DIR) --events 10000
 
 # The Lambda image from the public base (needs a registry); tests build it from a local debootstrap base.
-# ARCH=arm64 builds the Graviton image (on an x86 host through QEMU: infra/qemu-binfmt.sh registers it).
+# ARCH=arm64 builds the Graviton image (on an x86 host through QEMU: infra/ci/qemu-binfmt.sh registers it).
 ARCH ?= x86_64
 DOCKER_PLATFORM := linux/$(if $(filter arm64,$(ARCH)),arm64,amd64)
 image: venv model
-	if [[ "$(ARCH)" == arm64 && "$$(uname -m)" != aarch64 ]]; then bash infra/qemu-binfmt.sh; fi
-	eval "$$(bash infra/docker-engine.sh start)" && \
-	  docker build --platform $(DOCKER_PLATFORM) -f infra/Dockerfile --build-arg MODEL_DIR=$(MODEL_DIR) \
+	if [[ "$(ARCH)" == arm64 && "$$(uname -m)" != aarch64 ]]; then bash infra/ci/qemu-binfmt.sh; fi
+	eval "$$(bash infra/ci/docker-engine.sh start)" && \
+	  docker build --platform $(DOCKER_PLATFORM) -f infra/image/Dockerfile --build-arg MODEL_DIR=$(MODEL_DIR) \
 	    -t clip-lambda:latest-$(ARCH) .
 
 clean:

@@ -60,7 +60,7 @@ class HFTorch:
         from PIL import Image
         from transformers import CLIPImageProcessor
 
-        from layer.build.source import load_source
+        from layer.convert.source import load_source
 
         torch.set_num_threads(threads)
         src = json.loads((model_dir / "manifest.json").read_text())["source"]

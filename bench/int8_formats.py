@@ -3,13 +3,13 @@
     python -m bench.int8_formats --model build/model [--variants s8,s8-portable,u8,s7-portable] [--no-emulation]
 
 Each variant is quantized from the model directory's ``model.fp32.onnx`` with the build's own tools
-(``layer.build.quantize``), then run the way the runtime runs it on this CPU (``Embedder.from_dir``: the
+(``layer.convert.quantize``), then run the way the runtime runs it on this CPU (``Embedder.from_dir``: the
 session options ``layer.cpu`` picks from the variant's quantization settings):
 
 - accuracy: cosine to fp32 on the build gate's 17 images (min, mean);
 - speed: model-only milliseconds per image on 1 thread, the variants interleaved (median of ``--repeats``),
   and the session creation time (what INIT pays);
-- agreement: the same images' vectors on the emulated CPU paths (``layer.build.cpu_paths``) against this
+- agreement: the same images' vectors on the emulated CPU paths (``layer.convert.cpu_paths``) against this
   machine's, min cosine and whether bit-identical.
 
 Writes ``bench/results/<cpu kind>/int8_formats.{json,md}``. Emulated timings are QEMU's, not the CPU's: only
@@ -50,7 +50,7 @@ class Variant:
 
 
 def build_variants(model: Path, names: list[str], workdir: Path) -> list[Variant]:
-    from layer.build.quantize import QuantSettings, optimize_offline, quantize
+    from layer.convert.quantize import QuantSettings, optimize_offline, quantize
     from layer.manifest import FP32_FILE, MANIFEST_FILE, MODEL_FILE, PREPROCESSOR_FILE
 
     out = []
@@ -71,8 +71,8 @@ def build_variants(model: Path, names: list[str], workdir: Path) -> list[Variant
 
 
 def gate_pixels() -> tuple[list[str], np.ndarray]:
-    from layer.build.calibration import calibration_images
     from layer.config import PreprocessConfig
+    from layer.convert.calibration import calibration_images
     from layer.embedder import pixel_values
     from layer.limits import Limits
 
@@ -83,8 +83,8 @@ def gate_pixels() -> tuple[list[str], np.ndarray]:
 
 def measure(variants: list[Variant], fp32_dir: Path, repeats: int, emulation: bool) -> dict[str, Any]:
     from layer import Embedder
-    from layer.build.cpu_paths import PATHS, emulate, pick_images
-    from layer.build.emulation import EmulationUnavailable
+    from layer.convert.cpu_paths import PATHS, emulate, pick_images
+    from layer.convert.emulation import EmulationUnavailable
 
     names, pixels = gate_pixels()
     fp32 = Embedder.from_dir(fp32_dir, precision="fp32", threads=1).embed_pixels(pixels)[0].astype(np.float64)

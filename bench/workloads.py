@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from layer.build.calibration import sample_photo_paths
+from layer.convert.calibration import sample_photo_paths
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """clip-lambda model layer: build a gated int8 CLIP ViT-B/32 ONNX model and embed images with it.
 
-The engine half (this package minus ``layer.build``) imports only onnxruntime, numpy and pillow, so the
-Lambda image stays small. ``layer.build`` (torch, transformers, onnx) is imported only by the build command.
+The engine half (this package minus ``layer.convert``) imports only onnxruntime, numpy and pillow, so the
+Lambda image stays small. ``layer.convert`` (torch, transformers, onnx) is imported only by the build command.
 
 The names below load on first use: ``import layer.cpu`` or ``layer.manifest`` must not start onnxruntime,
 whose CPU detection crashes in an arm64 process emulated without an arm64 /proc/cpuinfo (image_check.py

@@ -16,7 +16,7 @@ activations per row instead of per tensor: other vectors than every other CPU (c
 emulation). ``mlas.disable_kleidiai`` keeps them on the common path; no Lambda CPU has SME today.
 
 Detection reads ``/proc/cpuinfo`` (the flags the kernel reports after checking OS support), which is what
-the gate's emulated CPUs fake too (``layer.build.cpu_paths``).
+the gate's emulated CPUs fake too (``layer.convert.cpu_paths``).
 """
 
 from __future__ import annotations

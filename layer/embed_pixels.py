@@ -1,6 +1,6 @@
 """``python -m layer.embed_pixels MODEL_DIR PIXELS.npy OUT.npy``: the engine's int8 model on preprocessed pixels.
 
-The build's gate runs this in emulated CPUs (``layer.build.cpu_paths``): exactly the runtime's session,
+The build's gate runs this in emulated CPUs (``layer.convert.cpu_paths``): exactly the runtime's session,
 tuned for the CPU it detects, on the gate's pixel tensors, so that each path's vectors can be compared with
 the build machine's. Prints one JSON line: the CPU report and the seconds per image.
 """

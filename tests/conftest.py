@@ -51,7 +51,7 @@ def _locked(name: str) -> Iterator[None]:
 
 
 def _cached_build(name: str, source: str, cross_cpu: Literal["auto", "required", "off"]) -> Path:
-    from layer.build.pipeline import BuildOptions, build_model
+    from layer.convert.pipeline import BuildOptions, build_model
 
     out = CACHE / f"{name}-{_build_key(name, source, cross_cpu)}"
     with _locked(name):

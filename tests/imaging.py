@@ -10,7 +10,7 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from layer.build.calibration import sample_photo_paths
+from layer.convert.calibration import sample_photo_paths
 
 
 @cache

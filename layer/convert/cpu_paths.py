@@ -1,7 +1,7 @@
 """The gate on every CPU path Lambda may run, not only the build machine's.
 
 The native gate compares int8 with fp32 on all gate images. Here a few of those images also go through the
-int8 model on the kernel paths this machine lacks, emulated with QEMU (``layer.build.emulation``), in the
+int8 model on the kernel paths this machine lacks, emulated with QEMU (``layer.convert.emulation``), in the
 runtime's own session (``python -m layer.embed_pixels``, tuned for the CPU it sees). Each path must pass the
 same int8-vs-fp32 threshold and agree with this machine's int8 vectors: bit for bit in practice between x86
 paths (≥ 0.99999 required), ≥ 0.9995 between x86 and arm64 (their float kernels differ; see README). A path
@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from layer.build.emulation import QEMU_WARNING, Arm64Root, EmulationUnavailable, link_or_copy, x86_run
-from layer.build.gate import CROSS_ARCH_AGREEMENT, SAME_ARCH_AGREEMENT
+from layer.convert.emulation import QEMU_WARNING, Arm64Root, EmulationUnavailable, link_or_copy, x86_run
+from layer.convert.gate import CROSS_ARCH_AGREEMENT, SAME_ARCH_AGREEMENT
 from layer.cpu import CpuInfo, describe
 from layer.manifest import MANIFEST_FILE, MODEL_FILE, PREPROCESSOR_FILE
 

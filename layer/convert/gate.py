@@ -1,5 +1,5 @@
 """The accuracy gate: the int8 model must agree with its fp32 export on every calibration image, on this
-machine (here) and on the other CPU paths (``layer.build.cpu_paths``)."""
+machine (here) and on the other CPU paths (``layer.convert.cpu_paths``)."""
 
 from __future__ import annotations
 

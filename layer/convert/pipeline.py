@@ -18,10 +18,10 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime
 
-from layer.build.cpu_paths import CrossCpuMode, PathResult, native_result, pick_images, run_cpu_paths
-from layer.build.gate import DEFAULT_MIN_COSINE, GateFailed, gate_vectors, judge
-from layer.build.quantize import QuantSettings, optimize_offline, quantize
 from layer.config import PreprocessConfig
+from layer.convert.cpu_paths import CrossCpuMode, PathResult, native_result, pick_images, run_cpu_paths
+from layer.convert.gate import DEFAULT_MIN_COSINE, GateFailed, gate_vectors, judge
+from layer.convert.quantize import QuantSettings, optimize_offline, quantize
 from layer.cpu import CpuInfo, describe
 from layer.embedder import Embedder, pixel_values
 from layer.limits import Limits
@@ -77,9 +77,9 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
     import torch
     import transformers
 
-    from layer.build.calibration import calibration_images
-    from layer.build.export import OPSET, export_onnx
-    from layer.build.source import load_source
+    from layer.convert.calibration import calibration_images
+    from layer.convert.export import OPSET, export_onnx
+    from layer.convert.source import load_source
 
     out = Path(opts.out)
     tmp = out.with_name(out.name + ".partial")

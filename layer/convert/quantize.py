@@ -1,7 +1,7 @@
 """int8 quantization with onnxruntime's own tools.
 
 Default: dynamic quantization of MatMul weights only (per output channel, signed int8, full 8-bit range),
-patch Conv left fp32, Softmax decomposed (``layer.build.portable``): ~3× faster than fp32 on VNNI CPUs at
+patch Conv left fp32, Softmax decomposed (``layer.convert.portable``): ~3× faster than fp32 on VNNI CPUs at
 cosine ≥ 0.9998 on random weights. The engine runs one image per session call, which keeps dynamic
 (per-tensor, per-run) activation scales batch-invariant. Signed weights meet unsigned activations in a u8×s8
 GEMM that is exact on VNNI/AMX/arm64 but saturates on x86 CPUs without VNNI; there the session converts the
@@ -30,7 +30,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from layer.build.portable import decompose_softmax
+from layer.convert.portable import decompose_softmax
 from layer.manifest import INPUT_NAME
 
 
@@ -43,7 +43,7 @@ class QuantSettings:
     # 7-bit weights cannot saturate u8×s8 pairs, so x86 without VNNI needs no conversion at load, but they
     # lose accuracy (min cosine 0.99962 vs 0.99986 on random-init): off by default.
     reduce_range: bool = False
-    portable_softmax: bool = True  # the same vectors on every x86 CPU (layer.build.portable)
+    portable_softmax: bool = True  # the same vectors on every x86 CPU (layer.convert.portable)
     nodes_to_exclude: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Gating: a test marked ``container`` needs a Docker engine. Without one it is skipped with the reason,
 unless ``CI=true`` or ``REQUIRE_CONTAINER_TESTS=1``, where it fails instead (CI must not go green by
-skipping). The engine is found through DOCKER_HOST, else the socket of infra/docker-engine.sh.
+skipping). The engine is found through DOCKER_HOST, else the socket of infra/ci/docker-engine.sh.
 Unmarked tests here (test_template.py) never need Docker and always run.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.container_rie import engine_env
+from infra.local.container_rie import engine_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # The model files the image needs are staged here, inside the build context (.dockerignore allows it).
@@ -47,7 +47,7 @@ def _engine_problem() -> str | None:
         return "`docker info` timed out"
     if proc.returncode != 0:
         where = env.get("DOCKER_HOST", "the default socket")
-        return f"no Docker engine answers at {where} (start one: infra/docker-engine.sh start)"
+        return f"no Docker engine answers at {where} (start one: infra/ci/docker-engine.sh start)"
     os.environ["DOCKER_HOST"] = env.get("DOCKER_HOST", os.environ.get("DOCKER_HOST", ""))
     if not os.environ["DOCKER_HOST"]:
         del os.environ["DOCKER_HOST"]
@@ -81,8 +81,8 @@ def run(cmd: list[str], *, timeout: float, what: str, cwd: Path = ROOT) -> str:
 
 @pytest.fixture(scope="session")
 def base_image(docker_engine: None) -> str:
-    """The local Debian base (infra/base-image.sh, cached in the engine between runs)."""
-    out = run(["bash", str(ROOT / "infra" / "base-image.sh")], timeout=900, what="debootstrap base image")
+    """The local Debian base (infra/image/base-image.sh, cached in the engine between runs)."""
+    out = run(["bash", str(ROOT / "infra" / "image" / "base-image.sh")], timeout=900, what="debootstrap base image")
     return out.strip().splitlines()[-1]
 
 
@@ -109,8 +109,8 @@ def image_build_args(base_image: str, model_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def lambda_image(image_build_args: dict[str, str]) -> Iterator[str]:
-    """infra/Dockerfile built once per session (layer cache makes rebuilds quick)."""
-    cmd = ["docker", "build", "--network", "host", "--file", "infra/Dockerfile", "--tag", IMAGE]
+    """infra/image/Dockerfile built once per session (layer cache makes rebuilds quick)."""
+    cmd = ["docker", "build", "--network", "host", "--file", "infra/image/Dockerfile", "--tag", IMAGE]
     for key, value in image_build_args.items():
         cmd += ["--build-arg", f"{key}={value}"]
     run([*cmd, "."], timeout=1800, what="docker build")

@@ -1,8 +1,8 @@
 """The Lambda image for arm64 (Graviton), built and run on this x86 machine under QEMU.
 
-infra/Dockerfile builds for linux/arm64 from an arm64 debootstrap base (infra/base-image.sh with
+infra/image/Dockerfile builds for linux/arm64 from an arm64 debootstrap base (infra/image/base-image.sh with
 BASE_IMAGE_ARCH=arm64, loaded with the right architecture label); binfmt_misc runs its arm64 programs
-(infra/qemu-binfmt.sh). Debian 12's QEMU 7.2 shows arm64 processes the host's x86 /proc/cpuinfo, on which
+(infra/ci/qemu-binfmt.sh). Debian 12's QEMU 7.2 shows arm64 processes the host's x86 /proc/cpuinfo, on which
 onnxruntime's CPU detection hangs, so the run mounts the /proc/cpuinfo of the emulated CPU over it (what a
 Graviton2 prints), and QEMU_CPU selects the same CPU model: the build gate's arm64-dotprod path.
 """
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from layer import Embedder
-from layer.build.cpu_paths import PATHS
-from layer.build.gate import CROSS_ARCH_AGREEMENT
+from layer.convert.cpu_paths import PATHS
+from layer.convert.gate import CROSS_ARCH_AGREEMENT
 from tests.container.conftest import IMAGE, ROOT, run
 from tests.imaging import encode, jpeg_12mp, photo, photo_bytes
 
@@ -33,7 +33,7 @@ GRAVITON2 = next(p for p in PATHS if p.name == "arm64-dotprod")
 def arm64_base_image(docker_engine: None) -> str:
     env = {**os.environ, "BASE_IMAGE_ARCH": "arm64"}
     proc = subprocess.run(
-        ["bash", str(ROOT / "infra" / "base-image.sh")], env=env, capture_output=True, text=True, timeout=1800
+        ["bash", str(ROOT / "infra" / "image" / "base-image.sh")], env=env, capture_output=True, text=True, timeout=1800
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()[-1]
@@ -41,7 +41,7 @@ def arm64_base_image(docker_engine: None) -> str:
 
 @pytest.fixture(scope="module")
 def arm64_image(arm64_base_image: str, image_build_args: dict[str, str]) -> Iterator[str]:
-    cmd = ["docker", "build", "--platform", "linux/arm64", "--network", "host", "--file", "infra/Dockerfile"]
+    cmd = ["docker", "build", "--platform", "linux/arm64", "--network", "host", "--file", "infra/image/Dockerfile"]
     args = {**image_build_args, "BASE_IMAGE": arm64_base_image}
     for key, value in args.items():
         cmd += ["--build-arg", f"{key}={value}"]

@@ -1,4 +1,4 @@
-"""The Lambda image (infra/Dockerfile): contents, and both functions under the Runtime Interface Emulator.
+"""The Lambda image (infra/image/Dockerfile): contents, and both functions under the Runtime Interface Emulator.
 
 The round trip is the production topology on loopback: moto (S3, SQS, DynamoDB) on 127.0.0.1, S3 → SQS
 notifications, a poller that turns received messages into Lambda's SQS event (as the event source mapping
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infra.container_rie import ContainerFunction
-from infra.moto_stack import MotoStack
-from infra.poller import SqsPoller
+from infra.local.container_rie import ContainerFunction
+from infra.local.moto_stack import MotoStack
+from infra.local.poller import SqsPoller
 from layer import Embedder
 
 pytestmark = pytest.mark.container
@@ -68,6 +68,7 @@ def test_image_holds_only_runtime_pieces(lambda_image: str) -> None:
         "for m in torch transformers onnx pip setuptools; do "
         '  python -c "import $m" 2>/dev/null && echo HAS-$m; done; '
         "for c in gcc cc g++ make; do command -v $c >/dev/null && echo HAS-$c; done; "
+        "for d in layer/convert bench infra tests; do test -e /var/task/$d && echo HAS-$d; done; "
         "python -c 'import onnxruntime, numpy, PIL, aws_lambda_powertools, boto3, awslambdaric'"
         " && echo RUNTIME-OK",
     )

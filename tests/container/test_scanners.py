@@ -1,5 +1,5 @@
 """Security scanners in `make test`: checkov on template.yaml, bandit on the product code, pip-audit on the
-image's locked runtime requirements. They live in their own venv (`make scanners`, infra/scanners.txt)."""
+image's locked runtime requirements. They live in their own venv (`make scanners`, infra/ci/scanners.txt)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCAN_BIN = ROOT / ".venv-scan" / "bin"
-LOCK = ROOT / "infra" / "lambda-requirements.lock"
+LOCK = ROOT / "infra" / "image" / "lambda-requirements.lock"
 
 
 def scanner(name: str) -> str:

@@ -1,4 +1,4 @@
-"""The shell helpers (.ci/run, infra/*.sh): syntax, shellcheck, and the engine script's contract."""
+"""The shell helpers (.ci/run, infra/**/*.sh): syntax, shellcheck, and the engine script's contract."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = [ROOT / ".ci" / "run", *sorted((ROOT / "infra").glob("*.sh"))]
+SCRIPTS = [ROOT / ".ci" / "run", *sorted((ROOT / "infra").rglob("*.sh"))]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -29,7 +29,7 @@ def test_shellcheck_clean(script: Path) -> None:
 
 
 def test_docker_engine_script_contract(tmp_path: Path) -> None:
-    script = str(ROOT / "infra" / "docker-engine.sh")
+    script = str(ROOT / "infra" / "ci" / "docker-engine.sh")
     env = {"PATH": "/usr/bin:/bin", "CLIP_DOCKER_ROOT": str(tmp_path)}
     out = subprocess.run(["bash", script, "env"], env=env, capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout.strip() == f"export DOCKER_HOST=unix://{tmp_path}/docker.sock"

@@ -85,7 +85,7 @@ def test_both_functions_share_one_image_with_different_commands(resources: dict[
     build = [{k: v for k, v in f["Metadata"].items() if k != "checkov"} for f in functions.values()]
     assert build[0] == build[1], "one Dockerfile, context and build args for both functions"
     metadata = build
-    assert metadata[0]["Dockerfile"] == "infra/Dockerfile"
+    assert metadata[0]["Dockerfile"] == "infra/image/Dockerfile"
     assert (ROOT / metadata[0]["DockerContext"] / metadata[0]["Dockerfile"]).is_file()
     for f in functions.values():
         props = f["Properties"]
@@ -378,10 +378,12 @@ def test_visibility_timeout_default_is_six_function_timeouts(template: dict[str,
 
 
 def test_events_folder_is_what_make_events_writes() -> None:
-    """events/ is generated (infra/make_events.py), like handler/openapi.json: kept current by this test."""
-    from infra.make_events import event_files
+    """events/ is generated (infra/local/make_events.py), like handler/openapi.json: kept current by this test."""
+    from infra.local.make_events import event_files
 
     expected = event_files()
     assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(expected)
     for name, content in expected.items():
-        assert load_event(name) == json.loads(json.dumps(content)), f"regenerate: python infra/make_events.py ({name})"
+        assert load_event(name) == json.loads(json.dumps(content)), (
+            f"regenerate: python infra/local/make_events.py ({name})"
+        )

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from infra.faults import FaultProxy
-from infra.moto_stack import MotoStack, StackNames
-from infra.poller import SqsPoller
-from infra.rie import LocalFunction
+from infra.local.faults import FaultProxy
+from infra.local.moto_stack import MotoStack, StackNames
+from infra.local.poller import SqsPoller
+from infra.local.rie import LocalFunction
 
 API_MAX_IMAGE_BYTES = 1_500_000
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from infra.moto_stack import MotoStack
-from infra.rie import LocalFunction
+from infra.local.moto_stack import MotoStack
+from infra.local.rie import LocalFunction
 from tests.handler.helpers import http_event
 from tests.imaging import encode, photo_bytes, png_bomb, resized_photo
 from tests.integration.conftest import API_MAX_IMAGE_BYTES, cli_embeddings, cosine
@@ -110,7 +110,7 @@ def test_limits_hold_under_a_burst(api_fn: LocalFunction, stack: MotoStack) -> N
     import urllib.error
     import urllib.request
 
-    from infra.api_gateway import ApiGateway
+    from infra.local.api_gateway import ApiGateway
 
     photo = encode(resized_photo((320, 240)), "JPEG")
     huge = b"\xff\xd8" + bytes(7_000_000)  # over Lambda's 6 MB invoke payload once base64-encoded

@@ -20,8 +20,8 @@ import boto3
 import numpy as np
 import pytest
 
-from infra.net import free_port
-from layer.build.calibration import sample_photo_paths
+from infra.local.net import free_port
+from layer.convert.calibration import sample_photo_paths
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ BUCKET = "clip-lambda-images"
 
 
 def command(model_dir: Path, api_port: int, moto_port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "layer", "local", "--model", str(model_dir),
+    return [sys.executable, "-m", "infra.cli", "local", "--model", str(model_dir),
             "--port", str(api_port), "--moto-port", str(moto_port), *extra]  # fmt: skip
 
 

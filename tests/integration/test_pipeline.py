@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infra.faults import FaultProxy
-from infra.moto_stack import MotoStack
-from infra.poller import SqsPoller
-from infra.rie import LocalFunction
+from infra.local.faults import FaultProxy
+from infra.local.moto_stack import MotoStack
+from infra.local.poller import SqsPoller
+from infra.local.rie import LocalFunction
 from tests.imaging import encode, photo_bytes, resized_photo
 from tests.integration.conftest import cli_embeddings, cosine, dlq_bodies, items_under
 

@@ -1,7 +1,7 @@
 """Load with faults, at CI size: 1,000 S3 operations (puts, overwrites, deletes, non-images; 10% of the
 notifications twice, shuffled in windows; malformed messages) through two S3 functions under the RIE with
 S3 503s and slow reads, DynamoDB throttling and an outage, and function processes killed mid-batch.
-`make soak` runs the full 10,000 (infra/soak.py)."""
+`make soak` runs the full 10,000 (bench/soak.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.soak import SoakConfig, markdown, run
+from bench.soak import SoakConfig, markdown, run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Build a local Debian bookworm + Python 3 base image for the Dockerfile, without any image registry.
 #
-#   infra/base-image.sh            # prints the image name (clip-lambda/base:bookworm) on stdout
-#   BASE_IMAGE_ARCH=arm64 infra/base-image.sh   # clip-lambda/base:bookworm-arm64 (via QEMU, ~2 min)
-#   BASE_IMAGE_FORCE=1 infra/base-image.sh   # rebuild even if the image exists
+#   infra/image/base-image.sh            # prints the image name (clip-lambda/base:bookworm) on stdout
+#   BASE_IMAGE_ARCH=arm64 infra/image/base-image.sh   # clip-lambda/base:bookworm-arm64 (via QEMU, ~2 min)
+#   BASE_IMAGE_FORCE=1 infra/image/base-image.sh   # rebuild even if the image exists
 #
 # Why: no Docker registry is reachable from these machines (CI included), so `FROM python:3.11-slim`
 # cannot be pulled. debootstrap builds the same Debian userland from the Debian mirror, which is
 # reachable, and `docker import` turns it into an image. The production default base stays the public
-# Debian-slim Python image; infra/Dockerfile only uses `python3 -m venv` and pip, so either base works.
+# Debian-slim Python image; infra/image/Dockerfile only uses `python3 -m venv` and pip, so either base works.
 #
 # The host's CA bundle and a pip.conf that points at it are copied in, so that pip inside the build
 # (docker build --network host) reaches PyPI through whatever TLS setup this machine has.
@@ -26,7 +26,7 @@ CA_BUNDLE="${BASE_IMAGE_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 log() { echo "base-image: $*" >&2; }
 
 if ! docker info >/dev/null 2>&1; then
-    log "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-unset}); run infra/docker-engine.sh start"
+    log "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-unset}); run infra/ci/docker-engine.sh start"
     exit 1
 fi
 
@@ -50,7 +50,7 @@ ROOTFS="$WORK/rootfs"
 HOST_ARCH="$(dpkg --print-architecture)"
 if [[ "$ARCH" != "$HOST_ARCH" ]]; then
     # debootstrap's second stage runs the foreign root's own programs: QEMU through binfmt_misc.
-    bash "$(dirname "$0")/qemu-binfmt.sh"
+    bash "$(dirname "$0")/../ci/qemu-binfmt.sh"
 fi
 
 log "debootstrap $SUITE $ARCH from $MIRROR (about a minute natively, two under QEMU)"
@@ -78,7 +78,7 @@ rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var
 
 log "loading as $IMAGE ($ARCH)"
 # docker load of a saved-image archive rather than docker import, which labels every image with the
-# host's architecture (infra/docker_archive.py says why that matters).
+# host's architecture (infra/image/docker_archive.py says why that matters).
 tar -C "$ROOTFS" --numeric-owner -cf "$WORK/layer.tar" .
 rm -rf "$ROOTFS"
 python3 "$(dirname "$0")/docker_archive.py" "$WORK/layer.tar" "$IMAGE" "$ARCH" \

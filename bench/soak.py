@@ -1,6 +1,6 @@
 """Load with faults: thousands of S3 events through the local stack, then the table must equal S3 exactly.
 
-    python -m infra.soak --model build/model [--events 10000] [--functions 2]      # make soak
+    python -m bench.soak --model build/model [--events 10000] [--functions 2]      # make soak
 
 The production topology on loopback: moto (S3, SQS with redrive to a DLQ, DynamoDB), several S3 functions
 under the Runtime Interface Emulator, one SQS poller each (the event source mapping's concurrency). The
@@ -39,10 +39,10 @@ import numpy as np
 from PIL import Image
 
 from bench.machine import machine, results_dir
-from infra.faults import FaultProxy, Mode
-from infra.moto_stack import REGION, MotoStack, StackNames
-from infra.poller import SqsPoller
-from infra.rie import InvokeResult, LocalFunction
+from infra.local.faults import FaultProxy, Mode
+from infra.local.moto_stack import REGION, MotoStack, StackNames
+from infra.local.poller import SqsPoller
+from infra.local.rie import InvokeResult, LocalFunction
 
 MALFORMED_BODIES = ("this is not json", json.dumps({"Records": [{"eventSource": "aws:s3", "s3": 5}]}))
 

@@ -35,8 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from infra.net import HOST
-from infra.rie import InvokeResult
+from infra.local.net import HOST
+from infra.local.rie import InvokeResult
 
 LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024  # bytes of the invoke request (the JSON event), synchronous invokes
 API_PAYLOAD_LIMIT = 10 * 1024 * 1024  # bytes of an HTTP API request body

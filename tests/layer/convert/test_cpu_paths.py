@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from layer import Embedder
-from layer.build.calibration import calibration_images
-from layer.build.cpu_paths import PATHS, emulate
-from layer.build.emulation import EmulationUnavailable
-from layer.build.gate import CROSS_ARCH_AGREEMENT, DEFAULT_MIN_COSINE, SAME_ARCH_AGREEMENT
 from layer.config import PreprocessConfig
+from layer.convert.calibration import calibration_images
+from layer.convert.cpu_paths import PATHS, emulate
+from layer.convert.emulation import EmulationUnavailable
+from layer.convert.gate import CROSS_ARCH_AGREEMENT, DEFAULT_MIN_COSINE, SAME_ARCH_AGREEMENT
 from layer.cpu import CpuInfo
 from layer.embedder import pixel_values
 from layer.limits import Limits
@@ -140,7 +140,7 @@ def test_arm64_root_is_used_by_one_build_at_a_time(tmp_path: Path) -> None:
     import threading
     import time
 
-    from layer.build.emulation import Arm64Root
+    from layer.convert.emulation import Arm64Root
 
     order: list[str] = []
 

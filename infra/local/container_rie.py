@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.net import free_port, wait_listening
-from infra.rie import INVOKE_PATH, InvokeResult, post_invoke, rie_binary
+from infra.local.net import free_port, wait_listening
+from infra.local.rie import INVOKE_PATH, InvokeResult, post_invoke, rie_binary
 
 __all__ = ["ContainerFunction", "InvokeResult", "Report", "engine_env", "free_port", "rie_binary"]
 
@@ -117,7 +117,7 @@ class ContainerFunction:
         return result.payload, result.wall_ms
 
     def lambda_invoke(self, event: Any, timeout: float | None = None) -> InvokeResult:
-        """POST the event; an ``InvokeResult`` as infra.rie's (so infra.poller.SqsPoller can drive it)."""
+        """POST the event; an ``InvokeResult`` as infra.local.rie's (so infra.local.poller.SqsPoller can drive it)."""
         return post_invoke(self.url, event, timeout or self.timeout_s + 30)
 
     def logs(self) -> str:
@@ -154,10 +154,10 @@ class ContainerFunction:
 
 
 def engine_env() -> dict[str, str]:
-    """The environment for `docker` subprocesses: DOCKER_HOST from infra/docker-engine.sh when unset."""
+    """The environment for `docker` subprocesses: DOCKER_HOST from infra/ci/docker-engine.sh when unset."""
     env = dict(os.environ)
     if "DOCKER_HOST" not in env:
-        # the folder infra/docker-engine.sh uses (root-owned daemon state, not a scratch file)
+        # the folder infra/ci/docker-engine.sh uses (root-owned daemon state, not a scratch file)
         root = os.environ.get("CLIP_DOCKER_ROOT", "/var/tmp/clip-lambda-docker")  # noqa: S108
         sock = Path(root) / "docker.sock"
         if sock.exists():

@@ -36,11 +36,11 @@ from urllib.parse import unquote_plus
 
 import numpy as np
 
-from infra.api_gateway import TEMPLATE_ROUTES, ApiGateway
-from infra.moto_stack import CREDENTIALS, REGION, MotoStack
-from infra.net import HOST, free_port
-from infra.poller import Invoke, SqsPoller
-from infra.rie import InvokeResult, LocalFunction
+from infra.local.api_gateway import TEMPLATE_ROUTES, ApiGateway
+from infra.local.moto_stack import CREDENTIALS, REGION, MotoStack
+from infra.local.net import HOST, free_port
+from infra.local.poller import Invoke, SqsPoller
+from infra.local.rie import InvokeResult, LocalFunction
 
 DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
 DEFAULT_API_PORT = 3000
@@ -96,7 +96,7 @@ def ensure_model(model: Path, source: str) -> dict[str, Any]:
     manifest = model / "manifest.json"
     if not manifest.exists():
         say(f"==> no model at {model}: building it (clip-lambda build-model --source {source})")
-        cmd = [sys.executable, "-m", "layer", "build-model", "--source", source]
+        cmd = [sys.executable, "-m", "layer.convert", "build-model", "--source", source]
         cmd += ["--fallback-source", "random-init", "--out", str(model)]
         build = subprocess.run(cmd, check=False, timeout=3600)
         if build.returncode:
@@ -347,7 +347,7 @@ def stop_on_signals() -> Iterator[Callable[[], None]]:
 def uploads(photos: list[Path], samples: bool) -> list[tuple[str, Path]]:
     """(key, file) pairs: the scikit-learn sample JPEGs under samples/ (one key with a space, to show the
     URL-decoding of notification keys), then the user's files under photos/."""
-    from layer.build.calibration import sample_photo_paths
+    from layer.convert.calibration import sample_photo_paths
 
     pairs: list[tuple[str, Path]] = []
     if samples:

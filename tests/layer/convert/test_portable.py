@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from layer.build.portable import decompose_softmax
+from layer.convert.portable import decompose_softmax
 
 
 def _softmax_model(axis: int, opset: int = 18) -> onnx.ModelProto:

@@ -1,4 +1,4 @@
-"""The local API Gateway HTTP API front (infra/api_gateway.py): v2 event translation, response translation,
+"""The local API Gateway HTTP API front (infra/local/api_gateway.py): v2 event translation, response translation,
 routes, the 6 MB Lambda payload limit, over real HTTP on 127.0.0.1 with a fake function."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from infra.api_gateway import (
+from infra.local.api_gateway import (
     LAMBDA_PAYLOAD_LIMIT,
     ApiGateway,
     event_size,
@@ -22,7 +22,7 @@ from infra.api_gateway import (
     handle,
     to_event,
 )
-from infra.rie import InvokeResult
+from infra.local.rie import InvokeResult
 
 
 def echo(event: dict[str, Any]) -> InvokeResult:

@@ -1,6 +1,6 @@
 """Cost of the S3 function per image at Lambda memory sizes, reproduced with `docker run --cpus --memory`.
 
-    .venv/bin/python -m infra.measure_cost --image clip-lambda:test [--memory 1024 1769 3008 3538]
+    .venv/bin/python -m bench.cost --image clip-lambda:test [--memory 1024 1769 3008 3538]
 
 Lambda gives a function CPU time in proportion to its memory (1,769 MB = one vCPU), while the process
 sees 2 CPUs up to 3,008 MB. ``docker run --cpus M/1769 --memory M`` reproduces that slice (CFS quota over
@@ -32,9 +32,9 @@ from typing import Any
 from PIL import Image
 
 from bench.machine import results_dir
-from infra.container_rie import VCPU_MB, ContainerFunction, write_report
-from infra.moto_stack import MotoStack, StackNames
-from infra.poller import SqsPoller
+from infra.local.container_rie import VCPU_MB, ContainerFunction, write_report
+from infra.local.moto_stack import MotoStack, StackNames
+from infra.local.poller import SqsPoller
 
 RESULTS = results_dir()  # bench/results/<this CPU kind>/
 GB_SECOND_USD = 0.0000166667

@@ -1,4 +1,4 @@
-"""infra/docker_archive.py: a `docker load` archive that carries the architecture it is given."""
+"""infra/image/docker_archive.py: a `docker load` archive that carries the architecture it is given."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from infra.docker_archive import write_archive
+from infra.image.docker_archive import write_archive
 
 
 def test_archive_has_manifest_config_and_layer_for_the_architecture(tmp_path: Path) -> None:

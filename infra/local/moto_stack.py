@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from infra.net import HOST, free_port, on_free_ports, wait_listening
+from infra.local.net import HOST, free_port, on_free_ports, wait_listening
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.net import HOST, free_port, on_free_ports, wait_listening
+from infra.local.net import HOST, free_port, on_free_ports, wait_listening
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
 

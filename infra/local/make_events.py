@@ -1,6 +1,6 @@
 """Write the sample events in events/ (real AWS shapes, for `sam local invoke -e` and the tests).
 
-    .venv/bin/python infra/make_events.py            # rewrites events/*.json
+    .venv/bin/python infra/local/make_events.py            # rewrites events/*.json
 
 The shapes follow what each service sends (AWS documentation examples, field for field): an S3 put
 notification wrapped in an SQS message (the template's topology), the same notification delivered directly,
@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = f"clip-{ACCOUNT}-6a1c2e80-8c1e-11ef-9d3b-0a1b2c3d4e5f"

@@ -15,7 +15,7 @@ from layer import Embedder
 from layer.manifest import read_manifest, verify_files
 
 pytestmark = pytest.mark.slow
-CLI = [sys.executable, "-m", "layer"]
+CLI = [sys.executable, "-m", "layer.convert"]
 
 
 def test_model_directory_contract(model_dir: Path) -> None:
@@ -60,7 +60,7 @@ def test_local_checkpoint_source_keeps_the_vision_tower(checkpoint_model_dir: Pa
 
 def test_vision_with_projection_checkpoint_loads(tmp_path: Path) -> None:
     """A ``CLIPVisionModelWithProjection`` save_pretrained dir goes through the same from_pretrained path."""
-    from layer.build.source import load_source, random_init
+    from layer.convert.source import load_source, random_init
 
     random_init(seed=3).save_pretrained(tmp_path)
     loaded = load_source(str(tmp_path))
@@ -69,7 +69,7 @@ def test_vision_with_projection_checkpoint_loads(tmp_path: Path) -> None:
 
 
 def test_random_init_is_architecture_exact_and_seeded() -> None:
-    from layer.build.source import load_source
+    from layer.convert.source import load_source
 
     a, b = load_source("random-init", seed=7), load_source("random-init", seed=7)
     cfg = a.model.config
@@ -141,7 +141,7 @@ def test_fp32_engine_reports_its_precision_in_the_model_id(model_dir: Path) -> N
 
 def test_excluded_nodes_stay_fp32(model_dir: Path, tmp_path: Path) -> None:
     """``--quant-exclude-nodes``: the escape hatch when a trained checkpoint's outlier MatMul fails the gate."""
-    from layer.build.quantize import QuantSettings, quantize
+    from layer.convert.quantize import QuantSettings, quantize
 
     graph = onnx.load(model_dir / "model.fp32.onnx").graph
     weights = {init.name for init in graph.initializer}

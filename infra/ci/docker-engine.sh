@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Start, stop or describe a private Docker engine for this project.
 #
-#   infra/docker-engine.sh start   # idempotent; prints `export DOCKER_HOST=...` on stdout
-#   infra/docker-engine.sh stop    # stops only the daemon this script started (by its pidfile)
-#   infra/docker-engine.sh env     # prints `export DOCKER_HOST=...` (does not start anything)
-#   infra/docker-engine.sh status  # exit 0 when the engine answers
+#   infra/ci/docker-engine.sh start   # idempotent; prints `export DOCKER_HOST=...` on stdout
+#   infra/ci/docker-engine.sh stop    # stops only the daemon this script started (by its pidfile)
+#   infra/ci/docker-engine.sh env     # prints `export DOCKER_HOST=...` (does not start anything)
+#   infra/ci/docker-engine.sh status  # exit 0 when the engine answers
 #
 # Why a private daemon: these machines have no systemd and no running engine, and CI runs on a fresh
 # clone as root. Everything the daemon owns (data root, exec root, pidfile, socket, log) lives under one

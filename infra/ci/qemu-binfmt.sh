@@ -2,8 +2,8 @@
 # Register QEMU's arm64 emulator with the kernel (binfmt_misc), so that arm64 programs run on this x86
 # host: debootstrap --arch=arm64, `docker build --platform linux/arm64`, containers of arm64 images.
 #
-#   infra/qemu-binfmt.sh          # idempotent; needs root and qemu-user-static
-#   infra/qemu-binfmt.sh status   # exit 0 when arm64 binaries can run
+#   infra/ci/qemu-binfmt.sh          # idempotent; needs root and qemu-user-static
+#   infra/ci/qemu-binfmt.sh status   # exit 0 when arm64 binaries can run
 #
 # Debian's qemu-user-static ships the registration (/usr/lib/binfmt.d/qemu-aarch64.conf) with the F flag:
 # the kernel opens the emulator once at registration, so it also runs inside containers and chroots that do

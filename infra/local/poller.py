@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.rie import InvokeResult
+from infra.local.rie import InvokeResult
 
 Invoke = Callable[[dict[str, Any]], InvokeResult]
 

@@ -1,7 +1,7 @@
 """Write a ``docker load`` archive of one root file system, for an explicit CPU architecture.
 
     tar -C ROOTFS -c . > layer.tar
-    python3 infra/docker_archive.py layer.tar clip-lambda/base:bookworm-arm64 arm64 | docker load
+    python3 infra/image/docker_archive.py layer.tar clip-lambda/base:bookworm-arm64 arm64 | docker load
 
 Why not ``docker import``: Debian's Docker engine (20.10) records the host's architecture on imported
 images whatever ``--platform`` says, and an arm64 base labelled amd64 makes every image built on it lie

@@ -1,6 +1,6 @@
 """Cold start of both functions inside the Lambda image, under the Runtime Interface Emulator.
 
-    .venv/bin/python -m infra.measure_cold_start --image clip-lambda:test [--memory 3008] [--runs 5]
+    .venv/bin/python -m bench.cold_start --image clip-lambda:test [--memory 3008] [--runs 5]
 
 Each run starts a fresh container (a cold execution environment) with ``--cpus M/1769 --memory M`` and
 sends one request: for the S3 function an SQS batch with one real photo (moto on loopback behind it), for
@@ -32,9 +32,9 @@ from typing import Any
 from PIL import Image
 
 from bench.machine import results_dir
-from infra.container_rie import ContainerFunction, write_report
-from infra.moto_stack import MotoStack
-from infra.poller import SqsPoller
+from infra.local.container_rie import ContainerFunction, write_report
+from infra.local.moto_stack import MotoStack
+from infra.local.poller import SqsPoller
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = results_dir()  # bench/results/<this CPU kind>/

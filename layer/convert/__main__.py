@@ -1,0 +1,3 @@
+from layer.convert.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""``clip-lambda build-model`` (also ``python -m layer.convert``): a checkpoint → the gated int8 model directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _build_model(args: argparse.Namespace) -> int:
+    from layer.convert.cpu_paths import CpuPathsFailed
+    from layer.convert.emulation import EmulationUnavailable
+    from layer.convert.gate import GateFailed
+    from layer.convert.pipeline import BuildOptions, build_model
+    from layer.convert.quantize import QuantSettings
+    from layer.convert.source import SourceUnavailable
+
+    quant = QuantSettings(
+        method=args.quant_method,
+        op_types=tuple(args.quant_op_types.split(",")),
+        per_channel=not args.per_tensor,
+        reduce_range=args.weight_bits == 7,
+        nodes_to_exclude=tuple(n for n in args.quant_exclude_nodes.split(",") if n),
+    )
+    opts = BuildOptions(
+        source=args.source,
+        out=Path(args.out),
+        precision=args.precision,
+        revision=args.revision,
+        seed=args.seed,
+        quant=quant,
+        min_cosine=args.min_cosine,
+        cross_cpu=args.cross_cpu,
+    )
+    try:
+        try:
+            build_model(opts)
+        except SourceUnavailable as exc:
+            if not args.fallback_source:
+                raise
+            banner = "!" * 100
+            print(
+                f"{banner}\n!!! {exc}\n!!! FALLING BACK TO --source {args.fallback_source}: "
+                f"AN UNTRAINED MODEL, its vectors carry no meaning (model id says so)\n{banner}",
+                file=sys.stderr,
+            )
+            opts.source = args.fallback_source
+            build_model(opts)
+    except SourceUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (GateFailed, CpuPathsFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    except EmulationUnavailable as exc:
+        print(f"error: --cross-cpu required, but a CPU path cannot be emulated here: {exc}", file=sys.stderr)
+        return 5
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("build-model", help="build the gated int8 ONNX model directory")
+    b.add_argument(
+        "--source",
+        default="openai/clip-vit-base-patch32",
+        help="hub id, local save_pretrained dir (CLIPModel or CLIPVisionModelWithProjection), "
+        "or 'random-init' (untrained, offline)",
+    )
+    b.add_argument("--out", required=True, help="model directory to write")
+    b.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    b.add_argument(
+        "--fallback-source",
+        default=None,
+        help="source to build instead when SRC cannot be loaded (e.g. random-init when offline); loudly labelled",
+    )
+    b.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    b.add_argument("--seed", type=int, default=0, help="seed for random-init and synthetic gate images")
+    b.add_argument("--min-cosine", type=float, default=0.999, help="accuracy gate threshold (int8 vs fp32)")
+    b.add_argument(
+        "--cross-cpu",
+        choices=["auto", "required", "off"],
+        default="auto",
+        help="also gate the int8 model on the CPU paths this machine lacks, emulated with QEMU "
+        "(x86 AVX2, arm64 Graviton2/3-like): auto = those this machine can emulate (the others are "
+        "recorded as not run, with the reason), required = fail (exit 5) if one cannot run; "
+        "needs qemu-user-static, and for arm64 debootstrap and root",
+    )
+    b.add_argument(
+        "--weight-bits",
+        type=int,
+        choices=[8, 7],
+        default=8,
+        help="8 (default): best accuracy; 7: weights cannot saturate on x86 without VNNI, so those CPUs need "
+        "no u8 re-encoding at load (faster there), at lower accuracy",
+    )
+    b.add_argument("--quant-method", choices=["dynamic", "static"], default="dynamic")
+    b.add_argument("--quant-op-types", default="MatMul", help="comma-separated ONNX op types to quantize")
+    b.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    b.add_argument(
+        "--quant-exclude-nodes",
+        default="",
+        help="comma-separated ONNX node names to keep in fp32 (e.g. MatMuls with outlier activations)",
+    )
+    b.set_defaults(func=_build_model)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m layer.convert", description=__doc__)
+    add_parser(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
