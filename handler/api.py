@@ -22,18 +22,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from handler import ingest, location, objects, runtime
-from handler.errors import AccessDenied, InputError, ObjectChanged, ObjectGone, TransientError
-from handler.models import (
+from handler.errors import API_ERRORS, AccessDenied, ObjectChanged, ObjectGone, RequestError, TransientError
+from handler.observability import count, logger, metrics, record_failure, tracer
+from handler.schemas import (
+    BatchItem,
     BatchResponse,
     EmbeddingOut,
     EmbedRequest,
+    ErrorBody,
     ErrorResponse,
     Health,
     ImageRef,
     error_body,
 )
-from handler.observability import count, logger, metrics, record_failure, tracer
-from layer import Embedding, ImageError
+from layer import ImageError
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -63,22 +65,18 @@ def error_response(status: int, code: str, message: str) -> Response[dict[str, A
     return json_response(status, error_body(code, message))
 
 
-def embedding_dict(emb: Embedding) -> dict[str, Any]:
-    return {
-        "model": emb.model,
-        "dim": emb.dim,
-        "embedding": emb.vector.tolist(),
-        "norm": float(emb.norm),
-        "width": emb.width,
-        "height": emb.height,
-    }
+def refused(exc: ImageError | RequestError) -> ErrorBody:
+    """Log and count a coded refusal (by code: a 503 is told apart from the caller's mistakes) and name it."""
+    logger.info("request rejected", extra={"error_code": exc.code, "error_message": exc.message})
+    record_failure(exc.code)
+    return ErrorBody(code=exc.code, message=exc.message)
 
 
 def _b64decode(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InputError("invalid_base64", f"{what} is not valid base64: {exc}") from exc
+        raise RequestError("invalid_base64", f"{what} is not valid base64: {exc}") from exc
 
 
 def request_body(max_bytes: int) -> bytes:
@@ -89,9 +87,9 @@ def request_body(max_bytes: int) -> bytes:
         try:
             return body.encode("utf-8")
         except UnicodeEncodeError as exc:  # a lone surrogate: API Gateway never sends one, a fuzzer does
-            raise InputError("invalid_body", f"request body is not valid UTF-8 text: {exc.reason}") from exc
+            raise RequestError("invalid_body", f"request body is not valid UTF-8 text: {exc.reason}") from exc
     if len(body) > 4 * (max_bytes // 3 + 1) + 4:
-        raise InputError("image_too_large", f"request body exceeds the {max_bytes}-byte limit", 413)
+        raise RequestError("image_too_large", f"request body exceeds the {max_bytes}-byte limit")
     return _b64decode(body, "request body")
 
 
@@ -131,36 +129,33 @@ def embed() -> Response[dict[str, Any]]:
     kind = media_type()
     if kind.startswith("image/") or kind == "application/octet-stream":
         data = request_body(rt.settings.limits.max_bytes)
-        return json_response(200, embedding_dict(ingest.embed_image(rt.engine, data)))
+        return json_response(200, EmbeddingOut.of(ingest.embed_image(rt.engine, data)).model_dump())
     if kind == "application/json" or kind.endswith("+json"):
-        return json_response(200, embed_batch(rt))
-    raise InputError(
+        return json_response(200, embed_batch(rt).model_dump(exclude_none=True))
+    raise RequestError(
         "unsupported_media_type",
         f"Content-Type {kind or '(none)'} is not supported: send image/* or application/json",
-        415,
     )
 
 
-def embed_batch(rt: runtime.Runtime) -> dict[str, Any]:
+def embed_batch(rt: runtime.Runtime) -> BatchResponse:
     raw = request_body(rt.settings.limits.max_bytes * rt.settings.max_batch)
     try:
         request = EmbedRequest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InputError("invalid_request", f"{where}: {first.get('msg')}".strip(": ")) from exc
+        raise RequestError("invalid_request", f"{where}: {first.get('msg')}".strip(": ")) from exc
     if len(request.images) > rt.settings.max_batch:
-        raise InputError("too_many_images", f"{len(request.images)} images; the limit is {rt.settings.max_batch}", 413)
+        raise RequestError("too_many_images", f"{len(request.images)} images; the limit is {rt.settings.max_batch}")
     if request.store and not rt.settings.allow_store:
-        raise InputError("store_disabled", "this API does not write items (API_ALLOW_STORE=false)", 403)
+        raise RequestError("store_disabled", "this API does not write items (API_ALLOW_STORE=false)")
     results = [one_image(rt, i, ref, request.store) for i, ref in enumerate(request.images)]
-    return {"model": rt.engine.model_id, "dim": rt.engine.dim, "results": results}
+    return BatchResponse(model=rt.engine.model_id, dim=rt.engine.dim, results=results)
 
 
-def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"index": index}
-    if ref.s3 is not None:
-        out["s3"] = ref.s3
+def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> BatchItem:
+    """One image of a batch: its embedding or its own error, never the whole request's."""
     try:
         blob = None
         if ref.data is not None:
@@ -169,37 +164,38 @@ def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> di
             blob = read_reference(rt, ref.s3 or "")
             data = blob.data
         emb = ingest.embed_image(rt.engine, data)
-    except ImageError as exc:
-        record_failure(exc.code)
-        return {**out, "status": exc.http_status, **error_body(exc.code, exc.message)}
-    out.update(embedding_dict(emb))
+    except (ImageError, RequestError) as exc:
+        return BatchItem(index=index, s3=ref.s3, status=exc.http_status, error=refused(exc))
+    item = BatchItem.embedded(index, emb, s3=ref.s3)
     if store and blob is not None:
         try:
             outcome = ingest.store(rt, blob, emb)
-            out["stored"] = outcome in (ingest.Outcome.EMBEDDED, ingest.Outcome.DUPLICATE)
+            item.stored = outcome in (ingest.Outcome.EMBEDDED, ingest.Outcome.DUPLICATE)
         except TransientError as exc:
             logger.warning("store failed", extra={"s3_uri": ref.s3, "error": str(exc)})
-            out.update(stored=False, status=503, **error_body("store_unavailable", "DynamoDB write failed"))
-    return out
+            code = "store_unavailable"
+            item.stored, item.status = False, API_ERRORS[code]
+            item.error = ErrorBody(code=code, message="DynamoDB write failed")
+    return item
 
 
 def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
     try:
         bucket, key = location.parse_uri(uri)
     except location.InvalidLocation as exc:
-        raise InputError("invalid_s3_uri", str(exc)) from exc
+        raise RequestError("invalid_s3_uri", str(exc)) from exc
     if bucket not in rt.settings.allowed_buckets:
-        raise InputError("s3_bucket_not_allowed", f"bucket {bucket!r} is not one this API reads", 403)
+        raise RequestError("s3_bucket_not_allowed", f"bucket {bucket!r} is not one this API reads")
     try:
         return objects.read_object(rt.s3, bucket, key, max_bytes=rt.settings.limits.max_bytes)
     except location.InvalidLocation as exc:
-        raise InputError("invalid_s3_uri", str(exc)) from exc
+        raise RequestError("invalid_s3_uri", str(exc)) from exc
     except (ObjectGone, ObjectChanged) as exc:
-        raise InputError("s3_not_found", f"{uri} does not exist", 404) from exc
+        raise RequestError("s3_not_found", f"{uri} does not exist") from exc
     except AccessDenied as exc:
-        raise InputError("s3_access_denied", f"{uri} cannot be read by this function", 403) from exc
+        raise RequestError("s3_access_denied", f"{uri} cannot be read by this function") from exc
     except TransientError as exc:
-        raise InputError("s3_unavailable", f"{uri}: S3 is unavailable, retry later", 503) from exc
+        raise RequestError("s3_unavailable", f"{uri}: S3 is unavailable, retry later") from exc
 
 
 @app.get(
@@ -231,9 +227,12 @@ def health() -> Health:
 
 @app.exception_handler(ImageError)
 def _image_error(exc: ImageError) -> Response:
-    logger.info("request rejected", extra={"error_code": exc.code, "error_message": exc.message})
-    record_failure(exc.code)
-    return error_response(exc.http_status, exc.code, exc.message)
+    return json_response(exc.http_status, ErrorResponse(error=refused(exc)).model_dump())
+
+
+@app.exception_handler(RequestError)
+def _request_error(exc: RequestError) -> Response:
+    return json_response(exc.http_status, ErrorResponse(error=refused(exc)).model_dump())
 
 
 @app.exception_handler(RequestValidationError)
@@ -284,7 +283,3 @@ def malformed_event(event: Any) -> str | None:
     if not isinstance(event.get("isBase64Encoded", False), bool | None):
         return "isBase64Encoded: not a boolean"
     return None
-
-
-# Referenced by the 200 response's oneOf (see openapi.py, which adds them to components).
-RESPONSE_MODELS = (EmbeddingOut, BatchResponse, ErrorResponse)

@@ -1,7 +1,8 @@
 """Error classes of the functions, split by what the caller should do about them.
 
-- ``layer.ImageError`` (from the engine) and ``InputError``: permanent, the same input fails again; never
-  retried, recorded instead.
+- ``layer.ImageError`` (from the engine): permanent, the same image fails again; never retried, recorded.
+- ``RequestError`` (the API): a request answered with an error code and its status, 4xx for the caller's
+  mistakes, 503 when a dependency failed and the same request may succeed later. Not an image error.
 - ``TransientError``: throttling, 5xx, timeouts, unreachable endpoints; the SQS record fails and is retried
   (and lands in the DLQ after the redrive limit).
 - ``ObjectGone`` / ``ObjectChanged``: the object the event names no longer exists / was replaced; skipped,
@@ -9,8 +10,6 @@
 """
 
 from __future__ import annotations
-
-from layer import ImageError
 
 
 class TransientError(RuntimeError):
@@ -33,13 +32,19 @@ class AccessDenied(PermissionError):
     """Reading the object was refused (bucket policy, KMS key)."""
 
 
-class InputError(ImageError):
-    """A request that is malformed before any image is looked at (API). ``http_status`` is per instance."""
+class RequestError(Exception):
+    """An API request answered with ``code`` and its status from ``API_ERRORS`` (one table, so a code can
+    never be answered with two statuses)."""
 
-    def __init__(self, code: str, message: str, http_status: int = 400) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.http_status = http_status
+        self.message = message
+        self.http_status = API_ERRORS[code]
+
+    @property
+    def retryable(self) -> bool:
+        return self.http_status >= 500
 
 
 # Every error code the API answers, with its HTTP status: the contract the README, the OpenAPI document and

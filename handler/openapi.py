@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from handler.models import BatchResponse, EmbeddingOut, EmbedRequest, ErrorResponse
+from handler.schemas import BatchResponse, EmbeddingOut, EmbedRequest, ErrorResponse
 
 PATH = Path(__file__).with_name("openapi.json")
 TITLE = "clip-lambda"

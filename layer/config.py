@@ -6,7 +6,7 @@ Reading the same file that transformers and fastembed read keeps the three from 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ class PreprocessConfig:
     do_rescale: bool = True
     do_normalize: bool = True
     do_convert_rgb: bool = True
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
@@ -63,8 +62,6 @@ class PreprocessConfig:
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The ``CLIPImageProcessor`` JSON that transformers and fastembed load."""
-        d = asdict(self)
-        d.pop("extra")
         return {
             "crop_size": {"height": self.crop_size, "width": self.crop_size},
             "do_center_crop": self.do_center_crop,

@@ -9,7 +9,6 @@ where a ViT-B/32 image is already ~4 GFLOP of GEMMs that saturate the cores.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +18,7 @@ import numpy as np
 from layer.config import PreprocessConfig
 from layer.cpu import CpuInfo, SessionTuning, int8_tuning
 from layer.decode import Decoded, decode
-from layer.errors import ImageError, ModelDirError
+from layer.errors import ModelDirError
 from layer.limits import Limits
 from layer.manifest import (
     FP32_FILE,
@@ -84,10 +83,10 @@ def pixel_values(
 
 
 class Embedder:
-    """Load once per process (Lambda INIT), then call ``embed`` per event.
+    """Load once per process (Lambda INIT), then call ``embed_one`` per image.
 
     >>> emb = Embedder.from_dir("/opt/model")
-    >>> results = emb.embed([jpeg_bytes, png_bytes])   # Embedding or ImageError, in order
+    >>> emb.embed_one(jpeg_bytes).vector   # float32 [512], unit norm; ImageError (code, http_status) if bad
     """
 
     def __init__(
@@ -166,26 +165,24 @@ class Embedder:
         }
 
     # --- stages -----------------------------------------------------------------------------------
-    def pixel_values(self, data: bytes) -> tuple[np.ndarray, Decoded, Timings]:
-        """Decode + preprocess one image to float32 [3, 224, 224]. Raises ``ImageError``."""
+    def to_pixels(self, data: bytes) -> tuple[np.ndarray, Decoded, Timings]:
+        """Decode + preprocess one image to float32 [3, 224, 224] with this engine's config, limits and
+        JPEG path. Raises ``ImageError``."""
         return pixel_values(data, self.config, self.limits, fast_jpeg=self.fast_jpeg, exif=self.exif)
 
-    def run_model(self, pixel_values: np.ndarray) -> np.ndarray:
+    def run_model(self, pixels: np.ndarray) -> np.ndarray:
         """Raw (unnormalized) features for [N,3,H,W] input, one image per session run (batch invariance)."""
-        outs = [
-            self.session.run([OUTPUT_NAME], {INPUT_NAME: pixel_values[i : i + 1]})[0]
-            for i in range(pixel_values.shape[0])
-        ]
+        outs = [self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels[i : i + 1]})[0] for i in range(pixels.shape[0])]
         return np.concatenate(outs, axis=0)
 
-    def embed_pixels(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def embed_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model-only path: unit vectors [N, dim] and their pre-normalization norms [N]."""
-        return l2_normalize(self.run_model(pixel_values))
+        return l2_normalize(self.run_model(pixels))
 
     # --- public API ---------------------------------------------------------------------------------
     def embed_one(self, data: bytes) -> Embedding:
         """Embed one image; raises ``ImageError`` (with ``code`` and ``http_status``) for bad input."""
-        pixels, decoded, t = self.pixel_values(data)
+        pixels, decoded, t = self.to_pixels(data)
         t0 = time.perf_counter()
         features = self.run_model(pixels[None])
         inference_ms = (time.perf_counter() - t0) * 1e3
@@ -199,13 +196,3 @@ class Embedder:
             format=decoded.format,
             timings=Timings(t.decode_ms, t.preprocess_ms, inference_ms),
         )
-
-    def embed(self, images: Sequence[bytes]) -> list[Embedding | ImageError]:
-        """Embed each image; a bad one yields its ``ImageError`` in place and never affects the others."""
-        results: list[Embedding | ImageError] = []
-        for data in images:
-            try:
-                results.append(self.embed_one(data))
-            except ImageError as exc:
-                results.append(exc)
-        return results

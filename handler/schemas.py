@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from layer import Embedding
+
 
 class ImageRef(BaseModel):
     """One image of a JSON request: inline base64 ``data`` or an ``s3`` reference, exactly one of them."""
@@ -47,6 +49,10 @@ class EmbeddingOut(BaseModel):
     width: int
     height: int
 
+    @classmethod
+    def of(cls, emb: Embedding) -> EmbeddingOut:
+        return cls(**embedding_fields(emb))
+
 
 class BatchItem(BaseModel):
     """A result in request order: an embedding, or the error for that image alone."""
@@ -63,6 +69,10 @@ class BatchItem(BaseModel):
     status: int | None = Field(default=None, description="HTTP status this error would have alone")
     error: ErrorBody | None = None
 
+    @classmethod
+    def embedded(cls, index: int, emb: Embedding, s3: str | None = None) -> BatchItem:
+        return cls(index=index, s3=s3, **embedding_fields(emb))
+
 
 class BatchResponse(BaseModel):
     model: str
@@ -78,3 +88,15 @@ class Health(BaseModel):
 
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+def embedding_fields(emb: Embedding) -> dict[str, Any]:
+    """The JSON fields of an embedding, the same in a single answer and in a batch item."""
+    return {
+        "model": emb.model,
+        "dim": emb.dim,
+        "embedding": emb.vector.tolist(),
+        "norm": float(emb.norm),
+        "width": emb.width,
+        "height": emb.height,
+    }
