@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 MODEL_DIR ?= build/model
-SOURCE ?= openai/clip-vit-base-patch32
+# The checkpoint to build (a hub id or a save_pretrained directory); empty: the build's default, DEFAULT_SOURCE in
+# layer/settings.py.
+SOURCE ?=
 # torch is a build-time dependency only; the CPU wheel first, else a plain `torch` pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
@@ -54,7 +56,7 @@ lock: venv
 # random-init model, loudly labelled (see `clip-lambda build-model --help`).
 model: $(MODEL_DIR)/manifest.json
 $(MODEL_DIR)/manifest.json: | venv
-	$(BIN)/clip-lambda build-model --source "$(SOURCE)" --fallback-source random-init --out $(MODEL_DIR)
+	$(BIN)/clip-lambda build-model $(if $(SOURCE),--source "$(SOURCE)") --fallback-source random-init --out $(MODEL_DIR)
 
 run: venv model
 	$(BIN)/clip-lambda local --model $(MODEL_DIR)

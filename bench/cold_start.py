@@ -31,10 +31,11 @@ from typing import Any
 
 from PIL import Image
 
-from bench.machine import results_dir
-from infra.local.container_rie import ContainerFunction, write_report
+from bench.machine import results_dir, write_report
+from infra.local.container_rie import ContainerFunction
 from infra.local.moto_stack import MotoStack
 from infra.local.poller import SqsPoller
+from layer.settings import LAMBDA_MB_PER_VCPU
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = results_dir()  # bench/results/<this CPU kind>/
@@ -77,7 +78,7 @@ def cold_s3(image: str, memory: int, stack: MotoStack, run: int) -> dict[str, fl
         walls: list[float] = []
 
         def invoke(event: dict[str, Any]) -> Any:
-            result = fn.lambda_invoke(event)
+            result = fn.invoke(event)
             walls.append(result.wall_ms)
             return result
 
@@ -99,7 +100,7 @@ def cold_api(image: str, memory: int) -> dict[str, float]:
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
     with ContainerFunction(image, "handler.api.lambda_handler", env=env, memory_mb=memory) as fn:
-        walls = [fn.lambda_invoke(event).wall_ms, fn.lambda_invoke(event).wall_ms]
+        walls = [fn.invoke(event).wall_ms, fn.invoke(event).wall_ms]
         return summarize(fn, walls)
 
 
@@ -116,7 +117,15 @@ def summarize(fn: ContainerFunction, walls: list[float]) -> dict[str, float]:
 
 
 def breakdown(image: str, memory: int) -> dict[str, float]:
-    cmd = ["docker", "run", "--rm", "--network", "none", f"--cpus={memory / 1769:.3f}", f"--memory={memory}m"]
+    cmd = [
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        f"--cpus={memory / LAMBDA_MB_PER_VCPU:.3f}",
+        f"--memory={memory}m",
+    ]
     cmd += ["--env", "AWS_DEFAULT_REGION=us-east-1", "--env", "POWERTOOLS_TRACE_DISABLED=true"]
     cmd += ["--env", f"AWS_LAMBDA_FUNCTION_MEMORY_SIZE={memory}", "--env", "TABLE_NAME=unused"]
     cmd += ["--entrypoint", "/opt/venv/bin/python", image, "-c", BREAKDOWN]
@@ -131,7 +140,7 @@ def median(rows: list[dict[str, float]]) -> dict[str, float]:
 def markdown(result: dict[str, Any]) -> str:
     mem = result["memory_mb"]
     lines = [
-        f"Cold start under the RIE, `docker run --cpus {mem / 1769:.2f} --memory {mem}m` "
+        f"Cold start under the RIE, `docker run --cpus {mem / LAMBDA_MB_PER_VCPU:.2f} --memory {mem}m` "
         f"(Lambda {mem} MB), median of {result['runs']} cold containers; load average "
         f"{result['loadavg']}.",
         "",
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "image": args.image,
         "memory_mb": args.memory,
-        "cpus": round(args.memory / 1769, 3),
+        "cpus": round(args.memory / LAMBDA_MB_PER_VCPU, 3),
         "runs": args.runs,
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -31,10 +31,11 @@ from typing import Any
 
 from PIL import Image
 
-from bench.machine import results_dir
-from infra.local.container_rie import VCPU_MB, ContainerFunction, write_report
+from bench.machine import results_dir, write_report
+from infra.local.container_rie import ContainerFunction
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
+from layer.settings import LAMBDA_MB_PER_VCPU
 
 RESULTS = results_dir()  # bench/results/<this CPU kind>/
 GB_SECOND_USD = 0.0000166667
@@ -87,7 +88,7 @@ def measure_size(image: str, memory: int, photos: list[bytes], batch_size: int, 
         env = stack.function_env(POWERTOOLS_TRACE_DISABLED="true")
         fn = ContainerFunction(image, "handler.s3.lambda_handler", env=env, memory_mb=memory, timeout_s=900)
         with fn:
-            poller = SqsPoller(sqs, stack.queue_url, stack.queue_arn, fn.lambda_invoke, batch_size=batch_size)
+            poller = SqsPoller(sqs, stack.queue_url, stack.queue_arn, fn.invoke, batch_size=batch_size)
             put_batch(stack, photos, "warmup", batch_size)
             poller.drain(timeout=900)
             n_warm = len(fn.reports())
@@ -112,7 +113,7 @@ def measure_size(image: str, memory: int, photos: list[bytes], batch_size: int, 
     request_usd = invokes_per_m * REQUEST_USD
     return {
         "memory_mb": memory,
-        "cpus": round(memory / VCPU_MB, 3),
+        "cpus": round(memory / LAMBDA_MB_PER_VCPU, 3),
         "init_ms": reports[0].init_ms,
         "invokes": len(timed),
         "images": images,

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from bench.machine import machine, results_dir
+from layer.manifest import Manifest
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "s8": ("signed 8-bit weights, fused Softmax (the format before the portable one)", {"portable_softmax": False}),
@@ -51,7 +52,7 @@ class Variant:
 
 def build_variants(model: Path, names: list[str], workdir: Path) -> list[Variant]:
     from layer.convert.quantize import QuantSettings, optimize_offline, quantize
-    from layer.manifest import FP32_FILE, MANIFEST_FILE, MODEL_FILE, PREPROCESSOR_FILE
+    from layer.manifest import FP32_FILE, MODEL_FILE, PREPROCESSOR_FILE
 
     out = []
     for name in names:
@@ -64,8 +65,7 @@ def build_variants(model: Path, names: list[str], workdir: Path) -> list[Variant
         print(f"int8_formats: quantizing {name} ...", file=sys.stderr, flush=True)
         quantize(model / FP32_FILE, directory / MODEL_FILE, settings)
         optimize_offline(directory / MODEL_FILE)
-        manifest = {"model_id": f"variant/{name}", "precision": "int8", "quantization": settings.to_dict()}
-        (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+        Manifest(model_id=f"variant/{name}", precision="int8", quantization=settings.to_dict()).write(directory)
         out.append(Variant(name, description, directory))
     return out
 
@@ -99,7 +99,7 @@ def measure(variants: list[Variant], fp32_dir: Path, repeats: int, emulation: bo
         cos = np.sum(vectors * fp32, axis=1)
         results[v.name] = {
             "description": v.description,
-            "session_config": dict(engines[v.name].settings.config),
+            "session_config": dict(engines[v.name].session_settings.config),
             "cosine_to_fp32_min": round(float(cos.min()), 6),
             "cosine_to_fp32_mean": round(float(cos.mean()), 6),
             "session_create_ms": round(statistics.median(created), 1),
@@ -120,7 +120,7 @@ def measure(variants: list[Variant], fp32_dir: Path, repeats: int, emulation: bo
         r["model_only_ms_p50"] = round(statistics.median(times[v.name]), 2)
         r["emulated"] = {}
         for path_name in EMULATED if emulation else ():
-            manifest = json.loads((v.directory / "manifest.json").read_text())
+            manifest = Manifest.read(v.directory)
             try:
                 vecs, _ = emulate(by_name[path_name], v.directory, manifest, pixels[picked])
             except EmulationUnavailable as exc:

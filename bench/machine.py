@@ -4,8 +4,10 @@ the flags that decide it (layer.cpu), and the software versions. Results are fil
 
 from __future__ import annotations
 
+import json
 import platform
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +41,15 @@ def cpu_kind(cpu: CpuInfo | None = None) -> str:
 
 def results_dir(cpu: CpuInfo | None = None) -> Path:
     return RESULTS / cpu_kind(cpu)
+
+
+def write_report(result: dict[str, Any], out: Path, markdown: Callable[[dict[str, Any]], str]) -> str:
+    """Write a measurement as ``out`` (JSON) and ``out`` with ``.md`` (its table), both naming the machine
+    (CPU model, int8 kernel path and flags); return the table."""
+    result = {"machine": machine(), **result}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    md = f"Machine: {result['machine']['summary']}, onnxruntime {result['machine']['onnxruntime']}.\n\n"
+    md += markdown(result)
+    out.with_suffix(".md").write_text(md)
+    return md

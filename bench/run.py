@@ -20,6 +20,7 @@ from bench.contenders import CONTENDERS
 from bench.machine import machine, results_dir
 from bench.report import summarise, write_markdown, write_plot
 from bench.workloads import make_workloads
+from layer.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,13 +72,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             out = json.loads(proc.stdout.strip().splitlines()[-1])
             out["spawned_at"] = spawned
             raw[name] = out
-    manifest = json.loads((Path(args.model) / "manifest.json").read_text())
+    manifest = Manifest.read(args.model)
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "machine": machine(),
         "threads": args.threads,
         "images_per_workload": args.count,
-        "model": {"id": manifest["model_id"], "dir": str(args.model)},
+        "model": {"id": manifest.model_id, "dir": str(args.model)},
         "workloads": {w.name: w.description for w in selected},
         "summary": summarise(raw),
         "raw": raw,

@@ -39,10 +39,14 @@ import numpy as np
 from PIL import Image
 
 from bench.machine import machine, results_dir
+from handler import item
+from handler.item import StoredItem
+from handler.sinks.dynamodb import from_dynamodb
 from infra.local.faults import FaultProxy, Mode
 from infra.local.moto_stack import REGION, MotoStack, StackNames
 from infra.local.poller import SqsPoller
 from infra.local.rie import InvokeResult, LocalFunction
+from layer.settings import BUILD_DIR, LAMBDA_MB_PER_VCPU
 
 MALFORMED_BODIES = ("this is not json", json.dumps({"Records": [{"eventSource": "aws:s3", "s3": 5}]}))
 
@@ -175,7 +179,7 @@ class Functions:
                 env={**env, "MODEL_DIR": str(model)},
                 name=f"soak-{i}",
                 timeout_s=60,
-                memory_mb=1769,
+                memory_mb=LAMBDA_MB_PER_VCPU,
             )
             for i in range(n)
         ]
@@ -230,11 +234,12 @@ class Functions:
         return records
 
 
-def _scan(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
-    items: dict[str, dict[str, Any]] = {}
+def _scan(ddb: Any, table: str) -> dict[str, StoredItem]:
+    items: dict[str, StoredItem] = {}
     for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
-        for item in page["Items"]:
-            items[item["pk"]["S"]] = item
+        for typed in page["Items"]:
+            stored = StoredItem(from_dynamodb(typed))
+            items[str(stored.attributes[item.PK])] = stored
     return items
 
 
@@ -253,14 +258,15 @@ def check(stack: MotoStack, work: Workload) -> dict[str, Any]:
     items = _scan(stack.client("dynamodb"), stack.names.table)
     lost, stale, wrong_kind = [], [], []
     for key, etag in objects.items():
-        item = items.get(f"s3://{bucket}/{key}")
-        if item is None:
+        stored = items.get(item.pk(bucket, key))
+        if stored is None:
             lost.append(key)
-        elif item.get("etag", {}).get("S") != etag:
+        elif stored.attributes.get(item.ETAG) != etag:
             stale.append(key)
-        elif ("embedding" in item) != work.present[key]:
+        elif stored.has_embedding != work.present[key]:
             wrong_kind.append(key)
-    extra = sorted(pk for pk in items if pk.removeprefix(f"s3://{bucket}/") not in objects)
+    expected = {item.pk(bucket, key) for key in objects}
+    extra = sorted(pk for pk in items if pk not in expected)
     sqs = stack.client("sqs")
     dlq: list[str] = []
     while msgs := sqs.receive_message(QueueUrl=stack.dlq_url, MaxNumberOfMessages=10).get("Messages", []):
@@ -400,7 +406,7 @@ def markdown(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=Path("build/model"))
+    p.add_argument("--model", type=Path, default=BUILD_DIR)
     p.add_argument("--events", type=int, default=SoakConfig.events)
     p.add_argument("--functions", type=int, default=SoakConfig.functions)
     p.add_argument("--seed", type=int, default=0)

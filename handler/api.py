@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from handler import ingest, location, objects, runtime
+from handler import ingest, location, objects, runtime, settings
 from handler.errors import API_ERRORS, AccessDenied, ObjectChanged, ObjectGone, RequestError, TransientError
 from handler.observability import count, logger, metrics, record_failure, tracer
 from handler.schemas import (
@@ -39,7 +39,7 @@ from layer import ImageError
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
-if runtime.in_lambda():
+if settings.in_lambda():
     runtime.current()  # INIT: load the model before the first request
 
 _ERRORS: dict[int, Any] = {
@@ -215,7 +215,7 @@ def model() -> dict[str, Any]:
             "max_batch_images": rt.settings.max_batch,
         },
         "cpu": rt.engine.cpu_report(),
-        "manifest": rt.engine.manifest,
+        "manifest": rt.engine.manifest.to_dict(),
     }
 
 

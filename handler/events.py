@@ -19,12 +19,10 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeNotificationEvent
 
-from handler import location
+from handler import item, location
 from handler.errors import MalformedEvent
+from handler.item import SEQUENCER_WIDTH
 
-# Sequencers are hex strings of varying length; S3 says: right-pad the shorter with zeros, then compare as
-# strings. 64 digits leaves room for any sequencer S3 has produced (18-20 today).
-SEQUENCER_WIDTH = 64
 _SEQUENCER = re.compile(rf"^[0-9A-Fa-f]{{1,{SEQUENCER_WIDTH}}}$")
 EventKind = Literal["sqs", "s3", "eventbridge", "test", "unknown"]
 
@@ -67,22 +65,11 @@ class ObjectEvent:
 
     @property
     def uri(self) -> str:
-        return location.uri(self.bucket, self.key)
+        return item.pk(self.bucket, self.key)
 
     @property
     def order_key(self) -> str:
-        """A string that sorts in event order for one key: the sequencer where present, else the event time.
-
-        ``1…`` (sequencer) sorts after ``0…`` (time), so an event carrying S3's own ordering always wins over
-        one that only has a clock (e.g. an API ``store`` or moto, which sends no sequencer).
-        """
-        return order_key(self.sequencer, self.event_time)
-
-
-def order_key(sequencer: str | None, when: datetime) -> str:
-    if sequencer:
-        return "1" + sequencer.upper().ljust(SEQUENCER_WIDTH, "0")
-    return "0" + when.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")
+        return item.order_key(self.sequencer, self.event_time)
 
 
 def parse_time(value: str | None) -> datetime:

@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from handler import objects
+from handler import item, objects
 from handler.errors import AccessDenied, ObjectChanged, ObjectGone, TransientError
-from handler.events import Action, ObjectEvent, order_key
+from handler.events import Action, ObjectEvent
+from handler.item import ObjectMeta
 from handler.observability import count, logger, record_embedding, record_failure, subsegment
 from handler.runtime import Engine, Runtime
-from handler.sink import ObjectMeta
 from layer import Embedding, ImageError, ImageTooLarge
 
 
@@ -60,14 +60,6 @@ def remove(ev: ObjectEvent, rt: Runtime) -> Result:
     return Result(Outcome.DELETED if deleted else Outcome.STALE, ev.uri)
 
 
-def _is_duplicate(stored: dict[str, object], etag: str | None, model: str) -> bool:
-    if not etag or stored.get("etag") != etag:
-        return False
-    if "embedding" in stored:
-        return stored.get("model") == model
-    return "error_code" in stored  # the same bytes failed before: they would fail again
-
-
 def create(ev: ObjectEvent, rt: Runtime) -> Result:
     meta = ObjectMeta(
         bucket=ev.bucket,
@@ -80,9 +72,9 @@ def create(ev: ObjectEvent, rt: Runtime) -> Result:
     )
     stored = rt.sink.get(meta.pk)
     if stored is not None:
-        if str(stored.get("order_key", "")) > meta.order_key:
+        if stored.is_newer_than(meta.order_key):
             return Result(Outcome.STALE, meta.pk)
-        if _is_duplicate(stored, ev.etag, rt.engine.model_id):
+        if stored.is_duplicate(ev.etag, rt.engine.model_id):
             return Result(Outcome.DUPLICATE, meta.pk)
 
     max_bytes = rt.settings.limits.max_bytes
@@ -154,7 +146,7 @@ def store(rt: Runtime, blob: objects.S3Blob, emb: Embedding) -> Outcome:
     meta = ObjectMeta(
         bucket=blob.bucket,
         key=blob.key,
-        order_key=order_key(None, blob.last_modified),
+        order_key=item.order_key(None, blob.last_modified),
         etag=blob.etag,
         version_id=blob.version_id,
         size=blob.size,
@@ -163,6 +155,6 @@ def store(rt: Runtime, blob: objects.S3Blob, emb: Embedding) -> Outcome:
     if rt.sink.put_embedding(meta, emb):
         return Outcome.EMBEDDED
     stored = rt.sink.get(meta.pk)  # a newer event's item: the same bytes and model count as stored
-    if stored is not None and "embedding" in stored and _is_duplicate(stored, blob.etag, emb.model):
+    if stored is not None and stored.has_embedding and stored.is_duplicate(blob.etag, emb.model):
         return Outcome.DUPLICATE
     return Outcome.STALE

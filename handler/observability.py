@@ -6,7 +6,6 @@ Locally (no AWS) the logger prints JSON, metrics print EMF blobs to stdout and t
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,10 +13,11 @@ from contextlib import contextmanager
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from handler.settings import metrics_namespace, service_name
 from layer import Embedding
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "clip-lambda")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ClipLambda")
+SERVICE = service_name()
+NAMESPACE = metrics_namespace()
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

@@ -7,17 +7,18 @@ tests may ``install`` a runtime with a fake engine or stubbed clients.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
 
-from handler.config import Settings
+from handler import sinks
 from handler.observability import logger
-from handler.sink import Sink
+from handler.settings import Settings
+from handler.sinks import Sink
 from layer import Embedder, Embedding, Limits
+from layer.manifest import Manifest
 
 # "standard" retries throttling and 5xx with backoff (3 attempts); short timeouts so that an unreachable
 # endpoint fails the record (and SQS retries it) long before the function times out.
@@ -32,7 +33,7 @@ BOTO_CONFIG = Config(
 class Engine(Protocol):
     model_id: str
     dim: int
-    manifest: dict[str, Any]
+    manifest: Manifest
     limits: Limits
 
     def embed_one(self, data: bytes) -> Embedding: ...
@@ -53,23 +54,17 @@ class Runtime:
         engine = Embedder.from_dir(
             settings.model_dir,
             precision="fp32" if settings.precision == "fp32" else "int8",
-            limits=settings.limits,
+            settings=settings.engine,
         )
         # Which CPU Lambda gave this sandbox, the int8 kernel path it takes and whether the build's gate
         # covered that path: the first thing to look at when vectors differ between invocations.
         logger.info("model loaded", extra={"model": engine.model_id, "cpu": engine.cpu_report()})
         session = boto3.session.Session()
         s3 = session.client("s3", config=BOTO_CONFIG)
-        ddb = session.client("dynamodb", config=BOTO_CONFIG)
-        return cls(settings=settings, engine=engine, s3=s3, sink=Sink(ddb, settings.table_name))
+        return cls(settings=settings, engine=engine, s3=s3, sink=sinks.connect(settings, session, BOTO_CONFIG))
 
 
 _current: Runtime | None = None
-
-
-def in_lambda() -> bool:
-    """True inside Lambda or the RIE (both set the Runtime API address for the runtime client)."""
-    return bool(os.environ.get("AWS_LAMBDA_RUNTIME_API"))
 
 
 def current() -> Runtime:

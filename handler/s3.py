@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import events, ingest, runtime
+from handler import events, ingest, runtime, settings
 from handler.errors import MalformedEvent, TransientError
 from handler.observability import count, logger, metrics, tracer
 
@@ -23,7 +23,7 @@ from handler.observability import count, logger, metrics, tracer
 # are clearer, and the mapping never disables itself over a bad batch.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-if runtime.in_lambda():
+if settings.in_lambda():
     runtime.current()  # INIT: load the model and create the clients before the first event
 
 

@@ -26,11 +26,11 @@ from layer.manifest import (
     MODEL_FILE,
     OUTPUT_NAME,
     PREPROCESSOR_FILE,
-    read_manifest,
-    verify_files,
+    Manifest,
 )
 from layer.preprocess import preprocess
 from layer.session import SessionSettings, create_session
+from layer.settings import EngineSettings
 
 Precision = Literal["int8", "fp32"]
 # The default JPEG path: DCT-domain downscale (1/2…1/8) that keeps the shortest side ≥ 1.5× the resize
@@ -95,9 +95,9 @@ class Embedder:
         config: PreprocessConfig,
         *,
         model_id: str = "unknown",
-        manifest: dict[str, Any] | None = None,
+        manifest: Manifest | None = None,
         limits: Limits | None = None,
-        settings: SessionSettings | None = None,
+        session_settings: SessionSettings | None = None,
         fast_jpeg: bool = True,
         exif: bool = True,
         cpu: CpuInfo | None = None,
@@ -105,15 +105,15 @@ class Embedder:
         self.model_path = Path(model_path)
         self.config = config
         self.model_id = model_id
-        self.manifest = manifest or {}
+        self.manifest = manifest or Manifest(model_id=model_id)
         self.limits = limits or Limits()
-        self.settings = settings or SessionSettings.auto()
+        self.session_settings = session_settings or SessionSettings.auto()
         self.fast_jpeg = fast_jpeg
         self.exif = exif
         self.cpu = cpu or CpuInfo.detect()
-        self.session = create_session(self.model_path, self.settings)
+        self.session = create_session(self.model_path, self.session_settings)
         out = self.session.get_outputs()[0]
-        self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else int(self.manifest.get("dim", 512))
+        self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else self.manifest.dim
 
     @classmethod
     def from_dir(
@@ -126,26 +126,32 @@ class Embedder:
         fast_jpeg: bool = True,
         exif: bool = True,
         verify: bool = False,
+        settings: EngineSettings | None = None,
     ) -> Embedder:
+        """``settings``: the environment's (``EngineSettings.from_env``) unless given; ``threads`` and
+        ``limits`` override them."""
+        settings = settings or EngineSettings.from_env()
         model_dir = Path(model_dir)
-        manifest = read_manifest(model_dir)
+        manifest = Manifest.read(model_dir)
         if verify:
-            verify_files(model_dir, manifest)
+            manifest.verify_files(model_dir)
         model_file = model_dir / (MODEL_FILE if precision == "int8" else FP32_FILE)
         if not model_file.exists():
             raise ModelDirError(f"{model_file} not found")
-        if precision == "int8" and manifest.get("precision") == "fp32":
+        if precision == "int8" and manifest.precision == "fp32":
             precision = "fp32"  # an fp32-only build ships its fp32 export as model.onnx
         cpu = CpuInfo.detect()
         fp32 = SessionTuning(optimization="all")  # the plain export: every graph optimization at load
-        tuning = int8_tuning(cpu, manifest.get("quantization")) if precision == "int8" else fp32
+        tuning = int8_tuning(cpu, manifest.quantization) if precision == "int8" else fp32
         return cls(
             model_file,
             PreprocessConfig.from_file(model_dir / PREPROCESSOR_FILE),
-            model_id=str(manifest.get("model_id", "unknown")) + ("" if precision == "int8" else "@fp32"),
+            model_id=manifest.model_id + ("" if precision == "int8" else "@fp32"),
             manifest=manifest,
-            limits=limits,
-            settings=SessionSettings.auto(threads, optimization=tuning.optimization, config=tuning.config),
+            limits=limits or settings.limits,
+            session_settings=SessionSettings.auto(
+                settings, threads=threads, optimization=tuning.optimization, config=tuning.config
+            ),
             cpu=cpu,
             fast_jpeg=fast_jpeg,
             exif=exif,
@@ -155,11 +161,11 @@ class Embedder:
         """This CPU, its int8 kernel path, the session options chosen for it and whether the model's
         build gate ran on that path (INIT log, ``GET /model``)."""
         path = self.cpu.kernel_path
-        gated = {p.get("path"): p for p in self.manifest.get("cpu_paths", [])}.get(path)
+        gated = self.manifest.gate_for(path)
         return {
             **self.cpu.to_dict(),
-            "session_config": dict(self.settings.config),
-            "graph_optimization": self.settings.optimization,
+            "session_config": dict(self.session_settings.config),
+            "graph_optimization": self.session_settings.optimization,
             "gate_covered": bool(gated and gated.get("status") == "passed"),
             "gate": gated,
         }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
@@ -17,16 +15,8 @@ DEFAULT_MAX_SIDE = 65_535
 
 @dataclass(frozen=True)
 class Limits:
+    """Read from ``MAX_IMAGE_BYTES`` / ``MAX_IMAGE_PIXELS`` / ``MAX_IMAGE_SIDE`` (``layer.settings``)."""
+
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_side: int = DEFAULT_MAX_SIDE
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
-        """Read ``MAX_IMAGE_BYTES`` / ``MAX_IMAGE_PIXELS`` / ``MAX_IMAGE_SIDE`` (the configuration contract)."""
-        env = os.environ if environ is None else environ
-        return cls(
-            max_bytes=int(env.get("MAX_IMAGE_BYTES", DEFAULT_MAX_BYTES)),
-            max_pixels=int(env.get("MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS)),
-            max_side=int(env.get("MAX_IMAGE_SIDE", DEFAULT_MAX_SIDE)),
-        )

@@ -1,9 +1,15 @@
-"""``manifest.json`` of a model directory: what was built, from what, and how well it passed the gate."""
+"""``manifest.json`` of a model directory: what was built, from what, and how well it passed the gate.
+
+``Manifest`` is the typed contract between the build (``layer.convert`` writes it) and the engine, the API's
+``GET /model`` and the tools (which read it). Sections whose shape belongs to one producer (the gate, the
+quantization settings, the per-CPU-path results) stay JSON objects; the fields anything decides on are typed.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,71 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 MANIFEST_FILE = "manifest.json"
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "image_embeds"
+DIM = 512
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_id: str
+    precision: str = "int8"  # "int8": model.onnx is quantized; "fp32": model.onnx is the fp32 export
+    dim: int = DIM
+    source: dict[str, Any] = field(default_factory=dict)
+    random_init: bool = False  # an untrained model: well-formed vectors without meaning
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    opset: int | None = None
+    quantization: dict[str, Any] | None = None  # layer.convert.quantize.QuantSettings, as built
+    graph_optimization: str | None = None
+    accuracy_gate: dict[str, Any] | None = None
+    cpu_paths: list[dict[str, Any]] = field(default_factory=list)  # the gate per int8 kernel path
+    built_on: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    built_at: str | None = None
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → sha256, bytes
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        if not isinstance(d, dict) or not isinstance(d.get("model_id"), str):
+            raise ModelDirError("the manifest has no model_id")
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def read(cls, model_dir: str | Path) -> Manifest:
+        path = Path(model_dir) / MANIFEST_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ModelDirError(f"{path} not found: build one with `clip-lambda build-model --out DIR`") from exc
+        except json.JSONDecodeError as exc:
+            raise ModelDirError(f"{path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def write(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / MANIFEST_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    def gate_for(self, kernel_path: str) -> dict[str, Any] | None:
+        """The build gate's result on one int8 kernel path (``layer.cpu``), or None if it has none."""
+        return next((p for p in self.cpu_paths if p.get("path") == kernel_path), None)
+
+    def verify_files(self, model_dir: str | Path, *, missing_ok: frozenset[str] = frozenset()) -> None:
+        """Check every file's sha256 (at image build time, not at each cold start); ``missing_ok``: files
+        the directory may leave out (the image ships no fp32 export)."""
+        for name, meta in self.files.items():
+            path = Path(model_dir) / name
+            if not path.exists():
+                if name in missing_ok:
+                    continue
+                raise ModelDirError(f"{path} listed in the manifest is missing")
+            digest = sha256_file(path)
+            if digest != meta["sha256"]:
+                raise ModelDirError(f"{path}: sha256 {digest} does not match the manifest ({meta['sha256']})")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -23,25 +94,3 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def read_manifest(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / MANIFEST_FILE
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ModelDirError(f"{path} not found: build one with `clip-lambda build-model --out DIR`") from exc
-    except json.JSONDecodeError as exc:
-        raise ModelDirError(f"{path} is not valid JSON: {exc}") from exc
-    return data
-
-
-def verify_files(model_dir: str | Path, manifest: dict[str, Any]) -> None:
-    """Check every file's sha256 against the manifest (done at image build time, not at each cold start)."""
-    for name, meta in manifest.get("files", {}).items():
-        path = Path(model_dir) / name
-        if not path.exists():
-            raise ModelDirError(f"{path} listed in the manifest is missing")
-        digest = sha256_file(path)
-        if digest != meta["sha256"]:
-            raise ModelDirError(f"{path}: sha256 {digest} does not match the manifest ({meta['sha256']})")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
 
-LAMBDA_MB_PER_VCPU = 1769
+from layer.settings import LAMBDA_MB_PER_VCPU, EngineSettings
 
 
 def _cgroup_cpu_quota(path: Path = Path("/sys/fs/cgroup/cpu.max")) -> float | None:
@@ -35,7 +34,7 @@ class CpuBudget:
 
     visible: int  # CPUs in our affinity mask
     quota: float | None  # cgroup quota in CPUs
-    lambda_vcpus: float | None  # vCPU share implied by AWS_LAMBDA_FUNCTION_MEMORY_SIZE
+    lambda_vcpus: float | None  # vCPU share implied by the function's memory size
 
     @property
     def cpus(self) -> float:
@@ -54,14 +53,12 @@ class CpuBudget:
         return self.cpus < self.visible - 1e-9
 
     @classmethod
-    def detect(cls, environ: Mapping[str, str] | None = None) -> CpuBudget:
-        env = os.environ if environ is None else environ
+    def detect(cls, lambda_memory_mb: int | None = None) -> CpuBudget:
         try:
             visible = len(os.sched_getaffinity(0))
         except AttributeError:  # not Linux
             visible = os.cpu_count() or 1
-        mem = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        lambda_vcpus = int(mem) / LAMBDA_MB_PER_VCPU if mem and mem.isdigit() else None
+        lambda_vcpus = lambda_memory_mb / LAMBDA_MB_PER_VCPU if lambda_memory_mb else None
         return cls(visible=visible, quota=_cgroup_cpu_quota(), lambda_vcpus=lambda_vcpus)
 
 
@@ -75,25 +72,21 @@ class SessionSettings:
     @classmethod
     def auto(
         cls,
-        threads: int | None = None,
-        environ: Mapping[str, str] | None = None,
+        engine: EngineSettings | None = None,
         *,
+        threads: int | None = None,
         optimization: str = "basic",
         config: tuple[tuple[str, str], ...] = (),
     ) -> SessionSettings:
         """Threads: explicit argument, else ``CLIP_LAMBDA_THREADS``, else the detected CPU budget.
         ``optimization``: the graph level for this model unless ``CLIP_LAMBDA_GRAPH_OPT`` overrides it.
         ``config``: session config entries this model needs on this CPU (``layer.cpu.int8_tuning``)."""
-        env = os.environ if environ is None else environ
-        budget = CpuBudget.detect(env)
-        if threads is None and env.get("CLIP_LAMBDA_THREADS", "").isdigit():
-            threads = int(env["CLIP_LAMBDA_THREADS"])
-        spin_env = env.get("CLIP_LAMBDA_SPINNING")
-        spinning = spin_env == "1" if spin_env in ("0", "1") else not budget.fractional
+        engine = engine or EngineSettings.from_env()
+        budget = CpuBudget.detect(engine.lambda_memory_mb)
         return cls(
-            threads=max(1, threads or budget.threads),
-            spinning=spinning,
-            optimization=env.get("CLIP_LAMBDA_GRAPH_OPT", optimization),
+            threads=max(1, threads or engine.threads or budget.threads),
+            spinning=not budget.fractional if engine.spinning is None else engine.spinning,
+            optimization=engine.graph_optimization or optimization,
             config=config,
         )
 

@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import importlib
 import io
-import json
-import os
 import platform
 import sys
 import time
 from pathlib import Path
-
-REQUIRED = ("model.onnx", "preprocessor_config.json", "manifest.json")
 
 
 def fail(msg: str) -> int:
@@ -28,14 +24,15 @@ def fail(msg: str) -> int:
 
 
 def main() -> int:
-    model_dir = Path(os.environ.get("MODEL_DIR", "/opt/model"))
-    missing = [name for name in REQUIRED if not (model_dir / name).is_file()]
+    from handler.settings import Settings  # reads no onnxruntime: safe before the CPU check below
+    from layer.manifest import MANIFEST_FILE, MODEL_FILE, PREPROCESSOR_FILE, Manifest, sha256_file
+
+    model_dir = Path(Settings.from_env().model_dir)
+    missing = [name for name in (MODEL_FILE, PREPROCESSOR_FILE, MANIFEST_FILE) if not (model_dir / name).is_file()]
     if missing:
         return fail(f"{model_dir} lacks {missing}")
-    from layer.manifest import sha256_file
-
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    for name, meta in manifest.get("files", {}).items():
+    manifest = Manifest.read(model_dir)
+    for name, meta in manifest.files.items():
         path = model_dir / name
         if path.exists() and sha256_file(path) != meta.get("sha256"):
             return fail(f"{path} does not match the sha256 in manifest.json")

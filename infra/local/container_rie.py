@@ -7,7 +7,7 @@ pinned to 127.0.0.1 (by default it would listen on 0.0.0.0:8080), and ``--networ
 reach a moto server on the host's loopback.
 
     with ContainerFunction("clip-lambda:dev", "handler.api.lambda_handler", env={...}) as fn:
-        payload, wall_ms = fn.invoke(event)
+        result = fn.invoke(event)          # InvokeResult(payload, error, wall_ms)
         fn.reports()  # parsed REPORT lines: init_ms, duration_ms, ...
 
 ``memory_mb`` reproduces a Lambda memory size: ``--memory M`` and ``--cpus M/1769`` (Lambda gives one
@@ -17,23 +17,21 @@ its thread pool as it would on Lambda.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.local.net import free_port, wait_listening
 from infra.local.rie import INVOKE_PATH, InvokeResult, post_invoke, rie_binary
+from layer.settings import LAMBDA_MB_PER_VCPU
 
 __all__ = ["ContainerFunction", "InvokeResult", "Report", "engine_env", "free_port", "rie_binary"]
 
-VCPU_MB = 1769  # Lambda: 1,769 MB of memory = one vCPU's worth of CPU time
 _REPORT = re.compile(r"^REPORT RequestId: (?P<id>\S+)(?P<rest>.*)$", re.MULTILINE)
 _FIELD = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size|Max Memory Used): ([\d.]+)")
 _INIT = re.compile(r"INIT REPORT\(durationMs: ([\d.]+)\)")
@@ -81,7 +79,7 @@ class ContainerFunction:
         args += ["--volume", f"{rie_binary()}:/rie:ro", "--entrypoint", "/rie"]
         if self.memory_mb:
             args += ["--memory", f"{self.memory_mb}m", "--memory-swap", f"{self.memory_mb}m"]
-            args += ["--cpus", f"{self.memory_mb / VCPU_MB:.3f}"]
+            args += ["--cpus", f"{self.memory_mb / LAMBDA_MB_PER_VCPU:.3f}"]
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
         args += [
@@ -111,13 +109,9 @@ class ContainerFunction:
         out = docker("inspect", "--format", "{{.State.Running}}", self.name, check=False)
         return out.stdout.strip() == "true"
 
-    def invoke(self, event: Any, timeout: float | None = None) -> tuple[Any, float]:
-        """POST the event; returns (decoded response payload, wall-clock ms)."""
-        result = self.lambda_invoke(event, timeout)
-        return result.payload, result.wall_ms
-
-    def lambda_invoke(self, event: Any, timeout: float | None = None) -> InvokeResult:
-        """POST the event; an ``InvokeResult`` as infra.local.rie's (so infra.local.poller.SqsPoller can drive it)."""
+    def invoke(self, event: Any, timeout: float | None = None) -> InvokeResult:
+        """POST the event; the same ``InvokeResult`` as ``LocalFunction.invoke`` (so the poller and the API
+        front drive either)."""
         return post_invoke(self.url, event, timeout or self.timeout_s + 30)
 
     def logs(self) -> str:
@@ -163,17 +157,3 @@ def engine_env() -> dict[str, str]:
         if sock.exists():
             env["DOCKER_HOST"] = f"unix://{sock}"
     return env
-
-
-def write_report(result: dict[str, Any], out: Path, markdown: Callable[[dict[str, Any]], str]) -> str:
-    """Write a measurement as ``out`` (JSON) and ``out`` with ``.md`` (its table), both naming the machine
-    (CPU model, int8 kernel path and flags); return the table."""
-    from bench.machine import machine
-
-    result = {"machine": machine(), **result}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    md = f"Machine: {result['machine']['summary']}, onnxruntime {result['machine']['onnxruntime']}.\n\n"
-    md += markdown(result)
-    out.with_suffix(".md").write_text(md)
-    return md

@@ -36,13 +36,17 @@ from urllib.parse import unquote_plus
 
 import numpy as np
 
+from handler import item
+from handler.item import StoredItem
+from handler.sinks.dynamodb import DynamoDBSink
 from infra.local.api_gateway import TEMPLATE_ROUTES, ApiGateway
 from infra.local.moto_stack import CREDENTIALS, REGION, MotoStack
 from infra.local.net import HOST, free_port
 from infra.local.poller import Invoke, SqsPoller
 from infra.local.rie import InvokeResult, LocalFunction
+from layer.manifest import MANIFEST_FILE, Manifest
+from layer.settings import BUILD_DIR, DEFAULT_SOURCE
 
-DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
 DEFAULT_API_PORT = 3000
 DEFAULT_MOTO_PORT = 5000
 SAMPLE_PREFIX = "samples/"
@@ -61,7 +65,7 @@ def arg_parser() -> argparse.ArgumentParser:
         "HTTP API front, all on 127.0.0.1. Uploads sample photos, prints their items, calls the API, then "
         "serves until Ctrl-C.",
     )
-    p.add_argument("--model", type=Path, default=Path("build/model"), help="model directory (built if missing)")
+    p.add_argument("--model", type=Path, default=BUILD_DIR, help="model directory (built if missing)")
     p.add_argument(
         "--source",
         default=DEFAULT_SOURCE,
@@ -91,34 +95,29 @@ class ModelUnavailable(Exception):
 
 
 # --- model ---------------------------------------------------------------------------------------------
-def ensure_model(model: Path, source: str) -> dict[str, Any]:
+def ensure_model(model: Path, source: str) -> Manifest:
     """The model's manifest; builds the model directory first (as ``make model``) if it has none."""
-    manifest = model / "manifest.json"
-    if not manifest.exists():
+    if not (model / MANIFEST_FILE).exists():
         say(f"==> no model at {model}: building it (clip-lambda build-model --source {source})")
         cmd = [sys.executable, "-m", "layer.convert", "build-model", "--source", source]
         cmd += ["--fallback-source", "random-init", "--out", str(model)]
         build = subprocess.run(cmd, check=False, timeout=3600)
         if build.returncode:
             raise ModelUnavailable(f"building the model failed (exit status {build.returncode})", build.returncode)
-    data: dict[str, Any] = json.loads(manifest.read_text())
-    return data
+    return Manifest.read(model)
 
 
-def describe_model(model: Path, manifest: dict[str, Any]) -> None:
-    gate = manifest.get("accuracy_gate") or {}
+def describe_model(model: Path, manifest: Manifest) -> None:
+    gate = manifest.accuracy_gate or {}
     gate_text = (
         f"gate min cosine {gate['cosine_min']:.5f} (threshold {gate.get('threshold')})"
         if isinstance(gate.get("cosine_min"), int | float)
         else "gate n/a"
     )
-    say(
-        f"==> model {manifest.get('model_id')}  ({manifest.get('precision')}, dim {manifest.get('dim')}, "
-        f"{gate_text})  from {model}"
-    )
-    if manifest.get("random_init"):
+    say(f"==> model {manifest.model_id}  ({manifest.precision}, dim {manifest.dim}, {gate_text})  from {model}")
+    if manifest.random_init:
         say(BANNER)
-        say(f"!!! MODEL {manifest.get('model_id')} IS UNTRAINED (random-init: the fallback when the hub")
+        say(f"!!! MODEL {manifest.model_id} IS UNTRAINED (random-init: the fallback when the hub")
         say("!!! cannot be reached). Its vectors are well-formed (512-d, unit norm) but carry NO meaning.")
         say("!!! With hub access: rm -rf build/model && make model   (or clip-lambda build-model --source ...)")
         say(BANNER)
@@ -152,49 +151,35 @@ def choose_port(requested: int | None, default: int, what: str) -> int:
 
 
 # --- items ---------------------------------------------------------------------------------------------
-def _attr(item: dict[str, Any], name: str) -> Any:
-    value = item.get(name)
-    if not value:
-        return None
-    kind, raw = next(iter(value.items()))
-    return float(raw) if kind == "N" else raw
-
-
-def format_item(pk: str, item: dict[str, Any]) -> str:
-    """Two lines for a DynamoDB item (low-level client format): key, model, dim, norm, first values; or the
-    failure record."""
-    if "error_code" in item:
-        return f"  {pk}\n      FAILED {_attr(item, 'error_code')}: {_attr(item, 'error_message')}"
-    vec = np.frombuffer(_attr(item, "embedding"), "<f4")
-    dim, norm = _attr(item, "dim"), _attr(item, "norm")
-    size = f"{int(_attr(item, 'width') or 0)}x{int(_attr(item, 'height') or 0)}"
+def format_item(pk: str, stored: StoredItem) -> str:
+    """Two lines for an item: key, model, dim, norm, first values; or the failure record."""
+    a = stored.attributes
+    vec = stored.vector
+    if vec is None:
+        return f"  {pk}\n      FAILED {a.get(item.ERROR_CODE)}: {a.get(item.ERROR_MESSAGE)}"
     first = ", ".join(f"{v:+.4f}" for v in vec[:6])
     return (
         f"  {pk}\n"
-        f"      model {_attr(item, 'model')}  dim {int(dim)}  norm {norm:.4f}  |embedding| {np.linalg.norm(vec):.6f}"
-        f"  {size} {_attr(item, 'content_type') or ''}\n"
+        f"      model {a.get(item.MODEL)}  dim {a.get(item.DIM)}  norm {float(a.get(item.NORM, 0)):.4f}  "
+        f"|embedding| {np.linalg.norm(vec):.6f}  {a.get(item.WIDTH, 0)}x{a.get(item.HEIGHT, 0)} "
+        f"{a.get(item.CONTENT_TYPE) or ''}\n"
         f"      first values [{first}, ...]"
     )
 
 
-def get_item(ddb: Any, table: str, pk: str) -> dict[str, Any] | None:
-    item: dict[str, Any] | None = ddb.get_item(TableName=table, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
-    return item
-
-
 def wait_for_items(
-    ddb: Any, table: str, pks: list[str], timeout: float, since: float | None = None
-) -> dict[str, dict[str, Any]]:
+    sink: DynamoDBSink, pks: list[str], timeout: float, since: float | None = None
+) -> dict[str, StoredItem]:
     """Poll until every pk has an item (printing each as it lands, with the seconds since ``since``, a
     ``time.monotonic()`` such as the upload time), bounded by ``timeout``."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, StoredItem] = {}
     t0 = time.monotonic() if since is None else since
     deadline = time.monotonic() + timeout
     while len(found) < len(pks) and time.monotonic() < deadline:
         for pk in pks:
-            if pk not in found and (item := get_item(ddb, table, pk)) is not None:
-                found[pk] = item
-                say(f"{format_item(pk, item)}\n      ({time.monotonic() - t0:.1f}s after the upload)")
+            if pk not in found and (stored := sink.get(pk)) is not None:
+                found[pk] = stored
+                say(f"{format_item(pk, stored)}\n      ({time.monotonic() - t0:.1f}s after the upload)")
         if len(found) < len(pks):
             time.sleep(0.5)
     return found
@@ -205,7 +190,7 @@ class ItemReporter:
     batch the mapping delivered — what the user sees for uploads while the stack serves."""
 
     def __init__(self, ddb: Any, table: str) -> None:
-        self.ddb, self.table, self.enabled = ddb, table, False
+        self.sink, self.enabled = DynamoDBSink(ddb, table), False
 
     def wrap(self, invoke: Invoke) -> Invoke:
         def run(event: dict[str, Any]) -> InvokeResult:
@@ -228,11 +213,11 @@ class ItemReporter:
             body = json.loads(record["body"])
             for s3_record in body.get("Records", []) if isinstance(body, dict) else []:
                 s3 = s3_record["s3"]
-                pk = f"s3://{s3['bucket']['name']}/{unquote_plus(s3['object']['key'])}"
+                pk = item.pk(s3["bucket"]["name"], unquote_plus(s3["object"]["key"]))
                 if record["messageId"] in failed:
                     say(f"  {pk}: not processed yet, SQS retries it")
-                elif (item := get_item(self.ddb, self.table, pk)) is not None:
-                    say(format_item(pk, item))
+                elif (stored := self.sink.get(pk)) is not None:
+                    say(format_item(pk, stored))
                 elif s3_record.get("eventName", "").startswith("ObjectRemoved"):
                     say(f"  {pk}: deleted (its item is gone)")
                 else:
@@ -255,7 +240,7 @@ def http(method: str, url: str, data: bytes | None = None, content_type: str | N
         return status, body.decode(errors="replace")
 
 
-def call_api(gateway: ApiGateway, photo: Path, stored: dict[str, Any] | None) -> bool:
+def call_api(gateway: ApiGateway, photo: Path, stored: StoredItem | None) -> bool:
     say(f"==> POST {gateway.url}/embed  ({photo.name}, {photo.stat().st_size} bytes, Content-Type image/jpeg)")
     t0 = time.perf_counter()
     status, body = http("POST", f"{gateway.url}/embed", photo.read_bytes(), "image/jpeg")
@@ -269,8 +254,8 @@ def call_api(gateway: ApiGateway, photo: Path, stored: dict[str, Any] | None) ->
         f"  HTTP {status} in {ms:.0f} ms: model {body['model']}  dim {body['dim']}  norm {body['norm']:.4f}  "
         f"|embedding| {np.linalg.norm(vec):.6f}  {body['width']}x{body['height']}\n      first values [{first}, ...]"
     )
-    if stored is not None and "embedding" in stored:
-        item_vec = np.frombuffer(stored["embedding"]["B"], "<f4").astype(np.float64)
+    if stored is not None and stored.vector is not None:
+        item_vec = stored.vector.astype(np.float64)
         cos = float(vec @ item_vec / (np.linalg.norm(vec) * np.linalg.norm(item_vec)))
         say(f"      cosine to the S3 pipeline's item of the same photo: {cos:.6f}")
     return bool(len(vec) == body["dim"] and abs(np.linalg.norm(vec) - 1) < 1e-3)
@@ -439,15 +424,15 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         s3.upload_file(str(path), n.bucket, key, ExtraArgs={"ContentType": content_type})
         say(f"    {path} -> s3://{n.bucket}/{key}")
-    pks = [f"s3://{n.bucket}/{key}" for key, _ in pairs]
-    items: dict[str, dict[str, Any]] = {}
+    pks = [item.pk(n.bucket, key) for key, _ in pairs]
+    items: dict[str, StoredItem] = {}
     if pks:
         say("==> waiting for their DynamoDB items (the first invoke includes INIT: the model load)")
-        items = wait_for_items(stack.client("dynamodb"), n.table, pks, args.timeout, since=uploaded_at)
+        items = wait_for_items(DynamoDBSink(stack.client("dynamodb"), n.table), pks, args.timeout, since=uploaded_at)
         for pk in pks:
             if pk not in items:
                 say(f"  {pk}: NO ITEM after {args.timeout:.0f}s (see {logs}/clip-s3.log)")
-        ok = len(items) == len(pks) and all("embedding" in it for it in items.values())
+        ok = len(items) == len(pks) and all(it.has_embedding for it in items.values())
         ok = call_api(gateway, pairs[0][1], items.get(pks[0])) and ok
     warm.join(timeout=1)
 

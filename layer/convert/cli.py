@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from layer.settings import DEFAULT_SOURCE
+
 
 def _build_model(args: argparse.Namespace) -> int:
     from layer.convert.cpu_paths import CpuPathsFailed
@@ -63,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build-model", help="build the gated int8 ONNX model directory")
     b.add_argument(
         "--source",
-        default="openai/clip-vit-base-patch32",
+        default=DEFAULT_SOURCE,
         help="hub id, local save_pretrained dir (CLIPModel or CLIPVisionModelWithProjection), "
         "or 'random-init' (untrained, offline)",
     )

@@ -25,7 +25,7 @@ import numpy as np
 from layer.convert.emulation import QEMU_WARNING, Arm64Root, EmulationUnavailable, link_or_copy, x86_run
 from layer.convert.gate import CROSS_ARCH_AGREEMENT, SAME_ARCH_AGREEMENT
 from layer.cpu import CpuInfo, describe
-from layer.manifest import MANIFEST_FILE, MODEL_FILE, PREPROCESSOR_FILE
+from layer.manifest import MODEL_FILE, PREPROCESSOR_FILE, Manifest
 
 CrossCpuMode = Literal["auto", "required", "off"]
 EMULATED_IMAGES = 4  # ~3-12 s per image per path under QEMU
@@ -147,7 +147,7 @@ def pick_images(names: Sequence[str], native_cosines: Sequence[float], n: int = 
     return sorted(chosen[:n])
 
 
-def emulate(path: CpuPath, model_dir: Path, manifest: dict[str, Any], pixels: np.ndarray) -> tuple[np.ndarray, dict]:
+def emulate(path: CpuPath, model_dir: Path, manifest: Manifest, pixels: np.ndarray) -> tuple[np.ndarray, dict]:
     """The int8 model of ``model_dir`` on ``pixels`` in an emulated ``path`` CPU: (unit vectors, the worker's
     report). ``manifest`` is what the runtime reads there (its quantization settings pick the tuning)."""
     if path.qemu_cpu is None:
@@ -162,7 +162,7 @@ def emulate(path: CpuPath, model_dir: Path, manifest: dict[str, Any], pixels: np
         model.mkdir(parents=True, exist_ok=True)
         for name in (MODEL_FILE, PREPROCESSOR_FILE):
             link_or_copy(model_dir / name, model / name)
-        (model / MANIFEST_FILE).write_text(json.dumps(manifest))
+        manifest.write(model)
         np.save(run.stage / "pixels.npy", pixels)
         guest = run.stage_in_guest
         argv = [*run.argv, "layer.embed_pixels", f"{guest}/model", f"{guest}/pixels.npy", f"{guest}/out.npy"]
@@ -217,7 +217,7 @@ def _judge(
 
 def run_cpu_paths(
     model_dir: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     *,
     pixels: np.ndarray,
     native_int8: np.ndarray,

@@ -32,8 +32,10 @@ from layer.manifest import (
     MODEL_FILE,
     OUTPUT_NAME,
     PREPROCESSOR_FILE,
+    Manifest,
     sha256_file,
 )
+from layer.settings import BUILD_DIR, DEFAULT_SOURCE
 
 Log = Callable[[str], None]
 
@@ -44,8 +46,8 @@ def _stderr(msg: str) -> None:
 
 @dataclass
 class BuildOptions:
-    source: str = "openai/clip-vit-base-patch32"
-    out: Path = Path("build/model")
+    source: str = DEFAULT_SOURCE
+    out: Path = BUILD_DIR
     precision: Literal["int8", "fp32"] = "int8"
     revision: str | None = None
     seed: int = 0
@@ -70,7 +72,7 @@ class _Steps:
         self.log(f"[{self.n}/{self.total}] {name}: done in {dt:.1f}s")
 
 
-def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
+def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
     """Build into a temporary sibling directory and rename it into place, so a failed build (gate
     included) never leaves a half-written model directory where a previous good one was."""
     # Heavy imports here so `clip-lambda --help` stays fast.
@@ -98,6 +100,7 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
         with steps.step("export ONNX (fp32)"):
             export_onnx(loaded.model, tmp / FP32_FILE, image_size=config.crop_size)
         model_id, source_kind, revision = loaded.model_id, loaded.source, loaded.revision
+        dim = int(loaded.model.config.projection_dim)  # 512 for ViT-B/32 and B/16, 768 for L/14
         del loaded  # free the torch weights before quantizing
         gate: dict[str, Any] = {"applicable": False, "reason": "fp32 build ships the reference export"}
         cpu_paths: list[PathResult] = []
@@ -113,8 +116,8 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
                 optimize_offline(tmp / MODEL_FILE)
             # What the runtime reads before the session exists (its int8 tuning depends on it); the final
             # manifest replaces it below.
-            provisional = {"model_id": model_id, "precision": "int8", "quantization": opts.quant.to_dict()}
-            (tmp / MANIFEST_FILE).write_text(json.dumps(provisional))
+            provisional = Manifest(model_id=model_id, precision="int8", quantization=opts.quant.to_dict())
+            provisional.write(tmp)
             names = [name for name, _ in images]
             with steps.step(f"accuracy gate on {len(images)} images (min cosine ≥ {opts.min_cosine})"):
                 # Sessions exactly as the runtime makes them on this CPU (Embedder.from_dir: tuned threads,
@@ -149,47 +152,43 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> dict[str, Any]:
             except OSError:
                 shutil.copyfile(tmp / FP32_FILE, tmp / MODEL_FILE)
         with steps.step("write manifest"):
-            manifest: dict[str, Any] = {
-                "model_id": model_id,
-                "source": {"kind": source_kind, "name": opts.source, "revision": revision, "seed": opts.seed},
-                "random_init": source_kind == "random-init",
-                "precision": opts.precision,
-                "dim": 512,
-                "input": {
-                    "name": INPUT_NAME,
-                    "dtype": "float32",
-                    "shape": ["N", 3, config.crop_size, config.crop_size],
-                },
-                "output": {"name": OUTPUT_NAME, "shape": ["N", 512], "normalized": False},
-                "opset": OPSET,
-                "quantization": opts.quant.to_dict() if opts.precision == "int8" else None,
+            manifest = Manifest(
+                model_id=model_id,
+                source={"kind": source_kind, "name": opts.source, "revision": revision, "seed": opts.seed},
+                random_init=source_kind == "random-init",
+                precision=opts.precision,
+                dim=dim,
+                input={"name": INPUT_NAME, "dtype": "float32", "shape": ["N", 3, config.crop_size, config.crop_size]},
+                output={"name": OUTPUT_NAME, "shape": ["N", dim], "normalized": False},
+                opset=OPSET,
+                quantization=opts.quant.to_dict() if opts.precision == "int8" else None,
                 # model.onnx is saved after ORT's "extended" graph optimizations (CPU provider, this
                 # onnxruntime version); model.fp32.onnx is the plain, portable export.
-                "graph_optimization": "extended (offline)" if opts.precision == "int8" else "none",
-                "accuracy_gate": gate,
+                graph_optimization="extended (offline)" if opts.precision == "int8" else "none",
+                accuracy_gate=gate,
                 # The int8 model on each CPU path Lambda may run: native, emulated (QEMU) or not run, why.
-                "cpu_paths": [r.to_dict() for r in cpu_paths],
-                "built_on": native.to_dict(),
-                "versions": {
+                cpu_paths=[r.to_dict() for r in cpu_paths],
+                built_on=native.to_dict(),
+                versions={
                     "onnxruntime": onnxruntime.__version__,
                     "torch": torch.__version__,
                     "transformers": transformers.__version__,
                     "python": platform.python_version(),
                 },
-                "built_at": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "build_seconds": steps.timings,
-                "files": {
+                built_at=started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                build_seconds=steps.timings,
+                files={
                     p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                     for p in sorted(tmp.iterdir())
                     if p.is_file() and p.name != MANIFEST_FILE  # the provisional one is replaced below
                 },
-            }
-            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+            )
+            manifest.write(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    log(f"model directory ready: {out} ({manifest['model_id']}, {opts.precision})")
+    log(f"model directory ready: {out} ({manifest.model_id}, {opts.precision})")
     return manifest

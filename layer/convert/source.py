@@ -12,7 +12,8 @@ from urllib.parse import urlparse
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
+from layer.settings import DEFAULT_SOURCE
+
 RANDOM_INIT = "random-init"
 RANDOM_MODEL_ID = "random-init/clip-vit-base-patch32-untrained"
 

@@ -118,7 +118,7 @@ def test_s3_sqs_function_dynamodb_round_trip(lambda_image: str, photos: dict[str
 
         env = stack.function_env(POWERTOOLS_TRACE_DISABLED="true")  # AWS_ENDPOINT_URL: moto on loopback
         with ContainerFunction(lambda_image, "handler.s3.lambda_handler", env=env) as fn:
-            poller = SqsPoller(stack.client("sqs"), stack.queue_url, stack.queue_arn, fn.lambda_invoke)
+            poller = SqsPoller(stack.client("sqs"), stack.queue_url, stack.queue_arn, fn.invoke)
             # The s3:TestEvent that configuring the notification queued comes first: ignored, not failed.
             stats = poller.drain(timeout=180)
             assert stats.function_errors == 0 and stats.failed == 0, (stats, fn.logs()[-4000:])
@@ -174,17 +174,17 @@ def test_api_function_under_rie(lambda_image: str) -> None:
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
     with ContainerFunction(lambda_image, "handler.api.lambda_handler", env=env) as fn:
-        resp, _ = fn.invoke(api_event("api-embed.json"))
+        resp = fn.invoke(api_event("api-embed.json")).payload
         assert resp["statusCode"] == 200, (resp, fn.logs()[-3000:])
         body = json.loads(resp["body"])
         vec = np.asarray(body["embedding"], dtype=np.float64)
         assert vec.shape == (512,) and abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
 
-        resp, _ = fn.invoke(api_event("api-malformed.json"))
+        resp = fn.invoke(api_event("api-malformed.json")).payload
         assert resp["statusCode"] == 400
         assert json.loads(resp["body"])["error"]["code"] == "invalid_base64"
 
-        resp, _ = fn.invoke(api_event("api-not-an-image.json"))
+        resp = fn.invoke(api_event("api-not-an-image.json")).payload
         assert resp["statusCode"] == 422
         assert json.loads(resp["body"])["error"]["code"]
 
@@ -192,7 +192,7 @@ def test_api_function_under_rie(lambda_image: str) -> None:
         event.update(routeKey="GET /health", rawPath="/health", body=None, isBase64Encoded=False)
         event["requestContext"].update(routeKey="GET /health")
         event["requestContext"]["http"].update(method="GET", path="/health")
-        resp, _ = fn.invoke(event)
+        resp = fn.invoke(event).payload
         assert resp["statusCode"] == 200, resp
 
         reports = fn.reports()
@@ -221,6 +221,6 @@ def test_functions_run_on_a_read_only_root_as_non_root(lambda_image: str) -> Non
     }
     read_only = ("--read-only", "--tmpfs", "/tmp:rw,size=512m")
     with ContainerFunction(lambda_image, "handler.api.lambda_handler", env=env, docker_args=read_only) as fn:
-        resp, _ = fn.invoke(api_event("api-embed.json"))
+        resp = fn.invoke(api_event("api-embed.json")).payload
         assert resp["statusCode"] == 200, (resp, fn.logs()[-3000:])
         assert len(json.loads(resp["body"])["embedding"]) == 512

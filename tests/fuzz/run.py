@@ -84,12 +84,13 @@ def api_target() -> Any:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     from handler import api, runtime
-    from handler.config import Settings
     from handler.errors import API_ERRORS
+    from handler.settings import Settings
     from layer import Limits
+    from layer.settings import EngineSettings
     from tests.handler.helpers import Context, FakeEngine, http_event
 
-    settings = Settings(table_name="t", limits=Limits(max_bytes=2_000_000), max_batch=4)
+    settings = Settings(table_name="t", engine=EngineSettings(limits=Limits(max_bytes=2_000_000)), max_batch=4)
     runtime.install(runtime.Runtime(settings=settings, engine=FakeEngine(settings.limits), s3=None, sink=None))  # type: ignore[arg-type]
     context = Context()
 

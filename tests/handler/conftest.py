@@ -19,9 +19,10 @@ for _var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     os.environ.setdefault(_var, "testing")
 
 from handler import runtime  # noqa: E402
-from handler.config import Settings  # noqa: E402
-from handler.sink import Sink  # noqa: E402
+from handler.settings import Settings  # noqa: E402
+from handler.sinks.dynamodb import DynamoDBSink  # noqa: E402
 from layer import Limits  # noqa: E402
+from layer.settings import EngineSettings  # noqa: E402
 from tests.handler.helpers import BUCKET, TABLE, Context, FakeEngine  # noqa: E402
 from tests.imaging import encode, photo_bytes, resized_photo  # noqa: E402
 
@@ -78,7 +79,7 @@ def aws() -> Iterator[dict[str, Any]]:
 def settings() -> Settings:
     return Settings(
         table_name=TABLE,
-        limits=Limits(max_bytes=2_000_000, max_pixels=20_000_000),
+        engine=EngineSettings(limits=Limits(max_bytes=2_000_000, max_pixels=20_000_000)),
         max_batch=8,
         allowed_buckets=(BUCKET,),
     )
@@ -88,7 +89,7 @@ def settings() -> Settings:
 def rt(aws: dict[str, Any], settings: Settings) -> Iterator[runtime.Runtime]:
     """The runtime the handlers use, with the fake engine and moto-backed clients."""
     r = runtime.Runtime(
-        settings=settings, engine=FakeEngine(settings.limits), s3=aws["s3"], sink=Sink(aws["ddb"], TABLE)
+        settings=settings, engine=FakeEngine(settings.limits), s3=aws["s3"], sink=DynamoDBSink(aws["ddb"], TABLE)
     )
     previous = runtime.install(r)
     yield r

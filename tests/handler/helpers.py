@@ -15,6 +15,7 @@ import numpy as np
 from layer import Embedding, Limits
 from layer.decode import decode
 from layer.embedder import Timings
+from layer.manifest import Manifest
 
 EVENTS = Path(__file__).with_name("events")
 BUCKET = "photos"
@@ -32,7 +33,7 @@ class FakeEngine:
 
     model_id = MODEL_ID
     dim = 512
-    manifest: dict[str, Any] = {"model_id": MODEL_ID, "dim": 512, "precision": "int8"}  # noqa: RUF012
+    manifest = Manifest(model_id=MODEL_ID)
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from handler import api, openapi
-from handler.sink import decode_vector
+from handler.item import decode_vector
 from tests.handler.helpers import BUCKET, FakeEngine, http_event, load_event
 from tests.imaging import encode, png_bomb, resized_photo
 
@@ -97,7 +97,7 @@ def test_store_writes_the_item_the_s3_function_would(rt, context, photo, photo2)
     rt.s3.put_object(Bucket=BUCKET, Key="a b.jpg", Body=photo, ContentType="image/jpeg")
     status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/a%20b.jpg"}], "store": True}, context)
     assert status == 200 and body["results"][0]["stored"] is True
-    item = rt.sink.get(f"s3://{BUCKET}/a b.jpg")
+    item = rt.sink.get(f"s3://{BUCKET}/a b.jpg").attributes
     np.testing.assert_array_equal(decode_vector(item["embedding"]), FakeEngine.vector_for(photo))
     assert (item["size"], item["content_type"], item["model"]) == (len(photo), "image/jpeg", "fake/clip-test")
     assert item["etag"] == rt.s3.head_object(Bucket=BUCKET, Key="a b.jpg")["ETag"].strip('"')
@@ -116,9 +116,7 @@ def test_store_writes_the_item_the_s3_function_would(rt, context, photo, photo2)
     rt.s3.put_object(Bucket=BUCKET, Key="a b.jpg", Body=photo2)  # other bytes: its own S3 event will store them
     status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/a b.jpg"}], "store": True}, context)
     assert body["results"][0]["stored"] is False and len(body["results"][0]["embedding"]) == 512
-    np.testing.assert_array_equal(
-        decode_vector(rt.sink.get(f"s3://{BUCKET}/a b.jpg")["embedding"]), FakeEngine.vector_for(photo)
-    )
+    np.testing.assert_array_equal(rt.sink.get(f"s3://{BUCKET}/a b.jpg").vector, FakeEngine.vector_for(photo))
 
 
 def test_s3_reference_access_denied_is_403(rt, context, monkeypatch) -> None:

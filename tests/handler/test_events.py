@@ -114,17 +114,6 @@ def test_non_object_events_are_dropped() -> None:
     assert events.from_payload(ev) == []
 
 
-def test_sequencer_order_right_pads_and_beats_event_time() -> None:
-    t = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-    # S3: "right pad the shorter value with zeros, then compare lexicographically"
-    assert events.order_key("0055AED6DCD90281E6", t) > events.order_key("0055AED6DCD90281E5", t)
-    assert events.order_key("0055AED6DCD90281E50", t) == events.order_key("0055AED6DCD90281E5", t)
-    assert events.order_key("0055AED6DCD90281E51", t) > events.order_key("0055AED6DCD90281E5", t)
-    later = datetime(2024, 5, 1, 12, 0, 0, 1000, tzinfo=UTC)
-    assert events.order_key(None, later) > events.order_key(None, t)
-    assert events.order_key("00", t) > events.order_key(None, later)  # S3's own order wins over a clock
-
-
 def test_missing_sequencer_falls_back_to_event_time() -> None:
     ev = s3_put()
     del ev["Records"][0]["s3"]["object"]["sequencer"]

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from handler import runtime
 from handler import s3 as s3_function
-from handler.sink import decode_vector
+from handler.item import decode_vector
 from tests.handler.helpers import BUCKET, FakeEngine, load_event, s3_notification, sqs_event
 from tests.imaging import png_bomb
 
@@ -28,7 +28,8 @@ def created(rt: runtime.Runtime, key: str, data: bytes, seq: str | None = "0055A
 
 
 def item(rt: runtime.Runtime, key: str) -> dict[str, Any] | None:
-    return rt.sink.get(f"s3://{BUCKET}/{key}")
+    stored = rt.sink.get(f"s3://{BUCKET}/{key}")
+    return None if stored is None else dict(stored.attributes)
 
 
 def engine(rt: runtime.Runtime) -> FakeEngine:

@@ -8,6 +8,7 @@ import pytest
 
 from layer.cpu import KERNEL_PATHS, CpuInfo, describe, int8_tuning
 from layer.session import SessionSettings, session_options
+from layer.settings import EngineSettings
 
 # First processor blocks as real machines print them (flags trimmed to what matters plus neighbours).
 HASWELL = "model name\t: Intel(R) Xeon(R) CPU E5-2680 v3 @ 2.50GHz\nflags\t\t: fpu sse4_2 avx fma avx2 bmi2\n"
@@ -102,7 +103,7 @@ def test_weights_that_cannot_saturate_need_no_reencoding() -> None:
 
 def test_tuning_reaches_the_onnxruntime_session_options() -> None:
     tuning = int8_tuning(CpuInfo.parse(HASWELL, "x86_64"))
-    settings = SessionSettings.auto(1, environ={}, optimization=tuning.optimization, config=tuning.config)
+    settings = SessionSettings.auto(EngineSettings(), threads=1, optimization=tuning.optimization, config=tuning.config)
     so = session_options(settings)
     assert so.get_session_config_entry("session.x64quantprecision") == "1"
     assert str(so.graph_optimization_level).endswith("ORT_ENABLE_EXTENDED")

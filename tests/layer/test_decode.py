@@ -179,11 +179,6 @@ def test_truncated_image_is_corrupt(fmt: str) -> None:
     assert err.value.http_status == 422
 
 
-def test_limits_from_env() -> None:
-    limits = Limits.from_env({"MAX_IMAGE_BYTES": "10", "MAX_IMAGE_PIXELS": "20"})
-    assert (limits.max_bytes, limits.max_pixels) == (10, 20)
-
-
 def _jpeg(img: Image.Image, **kw: object) -> bytes:
     return encode(img, "JPEG", **kw)
 

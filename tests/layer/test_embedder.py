@@ -62,8 +62,8 @@ def test_model_only_path_is_one_image_per_run(engine: Embedder) -> None:
 
 def test_fp32_precision_and_its_model_id(model_dir: Path, engine: Embedder) -> None:
     fp32 = Embedder.from_dir(model_dir, precision="fp32", threads=1)
-    assert fp32.model_id == engine.model_id + "@fp32" and fp32.settings.optimization == "all"
-    assert fp32.settings.config == ()  # the int8 tuning is not for the fp32 export
+    assert fp32.model_id == engine.model_id + "@fp32" and fp32.session_settings.optimization == "all"
+    assert fp32.session_settings.config == ()  # the int8 tuning is not for the fp32 export
     data = photo_bytes()["flower.jpg"]
     assert float(fp32.embed_one(data).vector @ engine.embed_one(data).vector) >= 0.9998
 
@@ -89,6 +89,6 @@ def test_cpu_report_names_the_path_and_the_session(engine: Embedder) -> None:
     report = engine.cpu_report()
     cpu = CpuInfo.detect()
     assert (report["kernel_path"], report["arch"], report["model"]) == (cpu.kernel_path, cpu.arch, cpu.model)
-    assert report["session_config"] == dict(engine.settings.config)
-    assert report["graph_optimization"] == engine.settings.optimization
+    assert report["session_config"] == dict(engine.session_settings.config)
+    assert report["graph_optimization"] == engine.session_settings.optimization
     assert report["gate_covered"] is True and report["gate"]["path"] == cpu.kernel_path

@@ -8,6 +8,7 @@ import pytest
 
 from layer import session as sess
 from layer.session import CpuBudget, SessionSettings, session_options
+from layer.settings import EngineSettings
 
 
 @pytest.mark.parametrize(
@@ -31,13 +32,14 @@ def test_cgroup_quota_limits_threads(tmp_path: Path) -> None:
 
 def test_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"CLIP_LAMBDA_THREADS": "3", "CLIP_LAMBDA_SPINNING": "0", "CLIP_LAMBDA_GRAPH_OPT": "all"}
-    s = SessionSettings.auto(environ=env)
+    s = SessionSettings.auto(EngineSettings.from_env(env))
     assert (s.threads, s.spinning, s.optimization) == (3, False, "all")
-    assert SessionSettings.auto(threads=1, environ={}).threads == 1
+    assert SessionSettings.auto(EngineSettings.from_env(env), threads=1).threads == 1  # the argument wins
+    assert SessionSettings.auto(EngineSettings(), optimization="extended").optimization == "extended"
 
 
 def test_spinning_off_under_a_fractional_lambda_share() -> None:
-    s = SessionSettings.auto(environ={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"})
+    s = SessionSettings.auto(EngineSettings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"}))
     assert s.threads == 1 and s.spinning is False
 
 

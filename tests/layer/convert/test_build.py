@@ -12,7 +12,7 @@ import onnx
 import pytest
 
 from layer import Embedder
-from layer.manifest import read_manifest, verify_files
+from layer.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "layer.convert"]
@@ -25,8 +25,10 @@ def test_model_directory_contract(model_dir: Path) -> None:
         "preprocessor_config.json",
         "manifest.json",
     }
-    m = read_manifest(model_dir)
-    verify_files(model_dir, m)  # every sha256 matches
+    manifest = Manifest.read(model_dir)
+    manifest.verify_files(model_dir)  # every sha256 matches
+    m = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest.to_dict() == m  # the typed manifest holds every field the build writes
     assert set(m["files"]) == {"model.onnx", "model.fp32.onnx", "preprocessor_config.json"}
     assert m["precision"] == "int8" and m["dim"] == 512 and m["opset"] == 18
     assert m["random_init"] is True and "untrained" in m["model_id"]
@@ -52,7 +54,7 @@ def test_onnx_graph_io(model_dir: Path) -> None:
 
 
 def test_local_checkpoint_source_keeps_the_vision_tower(checkpoint_model_dir: Path, clip_checkpoint: Path) -> None:
-    m = read_manifest(checkpoint_model_dir)
+    m = Manifest.read(checkpoint_model_dir).to_dict()
     assert m["source"]["kind"] == "local" and m["random_init"] is False
     assert m["accuracy_gate"]["passed"] is True
     assert Embedder.from_dir(checkpoint_model_dir).dim == 512

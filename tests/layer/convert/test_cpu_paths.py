@@ -6,6 +6,7 @@ The emulated paths need QEMU (qemu-user-static) and, for arm64, root and deboots
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from layer.convert.gate import CROSS_ARCH_AGREEMENT, DEFAULT_MIN_COSINE, SAME_AR
 from layer.cpu import CpuInfo
 from layer.embedder import pixel_values
 from layer.limits import Limits
-from layer.manifest import read_manifest
+from layer.manifest import Manifest
 from tests.conftest import cross_cpu_required
 
 pytestmark = pytest.mark.slow
@@ -36,8 +37,8 @@ def _require(result: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def manifest(model_dir: Path) -> dict[str, Any]:
-    return read_manifest(model_dir)
+def manifest(model_dir: Path) -> Manifest:
+    return Manifest.read(model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def native_vectors(model_dir: Path, pixels: np.ndarray) -> np.ndarray:
     return Embedder.from_dir(model_dir, threads=1).embed_pixels(pixels)[0]
 
 
-def _emulate(path_name: str, model_dir: Path, manifest: dict[str, Any], pixels: np.ndarray, **changes: Any) -> Any:
+def _emulate(path_name: str, model_dir: Path, manifest: Manifest, pixels: np.ndarray, **changes: Any) -> Any:
     path = replace(BY_NAME[path_name], **changes)
     try:
         return emulate(path, model_dir, manifest, pixels)
@@ -63,11 +64,13 @@ def _emulate(path_name: str, model_dir: Path, manifest: dict[str, Any], pixels: 
         pytest.skip(f"cannot emulate {path_name} here: {exc}")
 
 
-def test_manifest_lists_every_cpu_path_with_its_outcome(manifest: dict[str, Any]) -> None:
-    results = {r["path"]: r for r in manifest["cpu_paths"]}
+def test_manifest_lists_every_cpu_path_with_its_outcome(manifest: Manifest) -> None:
+    results = {r["path"]: r for r in manifest.cpu_paths}
     native = CpuInfo.detect().kernel_path
     assert set(BY_NAME) | {native} == set(results)
-    assert results[native]["how"] == "native" and results[native]["images"] == manifest["accuracy_gate"]["n_images"]
+    assert (
+        results[native]["how"] == "native" and results[native]["images"] == (manifest.accuracy_gate or {})["n_images"]
+    )
     for r in results.values():
         assert r["status"] in ("passed", "not_run"), r  # a failed path fails the build
         if r["status"] == "not_run":
@@ -80,9 +83,9 @@ def test_manifest_lists_every_cpu_path_with_its_outcome(manifest: dict[str, Any]
 
 
 @pytest.mark.parametrize("name", [p.name for p in PATHS if p.qemu_cpu])
-def test_emulated_paths_agree_with_the_build_machine(manifest: dict[str, Any], name: str) -> None:
+def test_emulated_paths_agree_with_the_build_machine(manifest: Manifest, name: str) -> None:
     native = CpuInfo.detect()
-    result = {r["path"]: r for r in manifest["cpu_paths"]}[name]
+    result = manifest.gate_for(name) or {}
     if name == native.kernel_path:
         pytest.skip(f"{name} is this machine's own path (gated natively)")
     _require(result)
@@ -96,14 +99,14 @@ def test_emulated_paths_agree_with_the_build_machine(manifest: dict[str, Any], n
 
 
 def test_emulated_avx2_cpu_runs_the_saturating_kernel(
-    model_dir: Path, manifest: dict[str, Any], pixels: np.ndarray, native_vectors: np.ndarray
+    model_dir: Path, manifest: Manifest, pixels: np.ndarray, native_vectors: np.ndarray
 ) -> None:
     """Proof that the emulation reaches the AVX2 kernels: told the weights are 7-bit (so no u8 re-encoding
     at load), the emulated EPYC Milan's VPMADDUBSW saturates and its vectors leave the native ones; with the
     manifest as built, the same bits as natively."""
     if CpuInfo.detect().kernel_path == "x86-avx2":
         pytest.skip("this machine is AVX2: the test needs a VNNI reference")
-    lied = {**manifest, "quantization": {**manifest["quantization"], "reduce_range": True}}
+    lied = dataclasses.replace(manifest, quantization={**(manifest.quantization or {}), "reduce_range": True})
     saturated, report = _emulate("x86-avx2", model_dir, lied, pixels)
     assert report["cpu"]["session_config"] == {}
     exact, report = _emulate("x86-avx2", model_dir, manifest, pixels)
@@ -113,9 +116,7 @@ def test_emulated_avx2_cpu_runs_the_saturating_kernel(
     assert agreement.min() < 0.9999, agreement
 
 
-def test_arm64_with_sme_gives_the_graviton_vectors(
-    model_dir: Path, manifest: dict[str, Any], pixels: np.ndarray
-) -> None:
+def test_arm64_with_sme_gives_the_graviton_vectors(model_dir: Path, manifest: Manifest, pixels: np.ndarray) -> None:
     """QEMU's ``max`` CPU has SME, which onnxruntime answers with KleidiAI's per-row activation quantization
     (cosine ~0.6 to every other CPU under QEMU 7.2); the runtime's ``mlas.disable_kleidiai`` keeps it on the
     common path, bit for bit."""

@@ -1,0 +1,160 @@
+"""The item contract: one record per S3 object, its key, the rule that orders writes to it, its attributes and
+the vector codec. Every sink stores this item; every reader (tests, the local stack, the soak) decodes it here.
+
+Item (design.md): ``pk`` = ``s3://{bucket}/{key}``, ``embedding`` (little-endian float32 x ``dim``), ``dim``,
+``norm``, ``model``, ``etag``, ``version_id``, ``sequencer``, ``size``, ``width``, ``height``,
+``content_type``, ``embedded_at``, plus ``order_key``, the value every conditional write compares: a write or
+a delete applies only if the stored ``order_key`` is not greater, so a duplicate or late event never replaces
+newer data (an equal key is the same event again and may rewrite identical data).
+
+A permanent input error is recorded at the same ``pk`` with ``error_code``, ``error_message``, ``failed_at``
+and no ``embedding``, under the same rule: ``GetItem(pk)`` answers "what happened to this object?".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from handler import location
+from layer import Embedding
+
+# Attribute names.
+PK = "pk"
+ORDER_KEY = "order_key"
+EMBEDDING = "embedding"
+DIM = "dim"
+NORM = "norm"
+MODEL = "model"
+ETAG = "etag"
+VERSION_ID = "version_id"
+SEQUENCER = "sequencer"
+SIZE = "size"
+WIDTH = "width"
+HEIGHT = "height"
+CONTENT_TYPE = "content_type"
+EMBEDDED_AT = "embedded_at"
+ERROR_CODE = "error_code"
+ERROR_MESSAGE = "error_message"
+FAILED_AT = "failed_at"
+MAX_ERROR_MESSAGE = 1000
+
+# Sequencers are hex strings of varying length; S3 says: right-pad the shorter with zeros, then compare as
+# strings. 64 digits leaves room for any sequencer S3 has produced (18-20 today).
+SEQUENCER_WIDTH = 64
+
+Attributes = dict[str, str | int | float | bytes]
+
+
+def pk(bucket: str, key: str) -> str:
+    return location.uri(bucket, key)
+
+
+def order_key(sequencer: str | None, when: datetime) -> str:
+    """A string that sorts in event order for one key: the sequencer where present, else the time.
+
+    ``1…`` (sequencer) sorts after ``0…`` (time), so an event carrying S3's own ordering always wins over one
+    that only has a clock (an API ``store``, or moto, which sends no sequencer)."""
+    if sequencer:
+        return "1" + sequencer.upper().ljust(SEQUENCER_WIDTH, "0")
+    return "0" + when.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def decode_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, "<f4")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What is known about the object an item describes (from the event and the GET)."""
+
+    bucket: str
+    key: str
+    order_key: str
+    etag: str | None = None
+    version_id: str | None = None
+    sequencer: str | None = None
+    size: int | None = None
+    content_type: str | None = None
+
+    @property
+    def pk(self) -> str:
+        return pk(self.bucket, self.key)
+
+    def attributes(self) -> Attributes:
+        """The attributes every item has: key, ordering, and the object's identity where known."""
+        item: Attributes = {PK: self.pk, ORDER_KEY: self.order_key}
+        for name, value in ((ETAG, self.etag), (VERSION_ID, self.version_id), (SEQUENCER, self.sequencer),
+                            (CONTENT_TYPE, self.content_type)):  # fmt: skip
+            if value:
+                item[name] = value
+        if self.size is not None:
+            item[SIZE] = self.size
+        return item
+
+
+def embedding_item(meta: ObjectMeta, emb: Embedding) -> Attributes:
+    return {
+        **meta.attributes(),
+        EMBEDDING: encode_vector(emb.vector),
+        DIM: emb.dim,
+        NORM: float(emb.norm),
+        MODEL: emb.model,
+        WIDTH: emb.width,
+        HEIGHT: emb.height,
+        EMBEDDED_AT: now_iso(),
+    }
+
+
+def failure_item(meta: ObjectMeta, code: str, message: str, model: str) -> Attributes:
+    return {
+        **meta.attributes(),
+        ERROR_CODE: code,
+        ERROR_MESSAGE: message[:MAX_ERROR_MESSAGE],
+        MODEL: model,
+        FAILED_AT: now_iso(),
+    }
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item as a sink reads it back, with the two questions the writer asks of it."""
+
+    attributes: Mapping[str, Any]
+
+    @property
+    def order_key(self) -> str:
+        return str(self.attributes.get(ORDER_KEY, ""))
+
+    @property
+    def has_embedding(self) -> bool:
+        return EMBEDDING in self.attributes
+
+    @property
+    def vector(self) -> np.ndarray | None:
+        blob = self.attributes.get(EMBEDDING)
+        return None if blob is None else decode_vector(blob)
+
+    def is_newer_than(self, order: str) -> bool:
+        """The item holds a later event's data than the event with ``order``: that event must not write."""
+        return self.order_key > order
+
+    def is_duplicate(self, etag: str | None, model: str) -> bool:
+        """Already done: these bytes embedded by this model, or these bytes failed (they would fail again)."""
+        if not etag or self.attributes.get(ETAG) != etag:
+            return False
+        if self.has_embedding:
+            return self.attributes.get(MODEL) == model
+        return ERROR_CODE in self.attributes

@@ -1,0 +1,85 @@
+"""The functions' settings: every environment variable they read, with its default, read once at INIT.
+
+The engine's own variables (``MAX_IMAGE_*``, ``CLIP_LAMBDA_*``, Lambda's memory size) are ``layer.settings``;
+``Settings.engine`` carries them so that the engine never reads the environment behind the functions' back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from layer import Limits
+from layer.settings import IMAGE_MODEL_DIR, EngineSettings
+
+# Environment variables (the configuration contract in design.md and the README).
+MODEL_DIR = "MODEL_DIR"
+MODEL_PRECISION = "MODEL_PRECISION"  # "int8" (default) | "fp32"
+SINK = "SINK"  # a module of handler/sinks; default "dynamodb"
+TABLE_NAME = "TABLE_NAME"
+MAX_BATCH_IMAGES = "MAX_BATCH_IMAGES"
+RECORD_FAILURES = "RECORD_FAILURES"
+ALLOWED_S3_BUCKETS = "ALLOWED_S3_BUCKETS"
+API_ALLOW_STORE = "API_ALLOW_STORE"
+# Read by Powertools itself (we only default them) and by the runtime client.
+SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"  # set by Lambda and by the Runtime Interface Emulator
+
+DEFAULT_SERVICE = "clip-lambda"
+DEFAULT_NAMESPACE = "ClipLambda"
+DEFAULT_MAX_BATCH = 16  # images per API request: bounded so one request fits Lambda's time and memory
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: str = IMAGE_MODEL_DIR
+    precision: str = "int8"
+    sink: str = "dynamodb"
+    table_name: str = ""
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    max_batch: int = DEFAULT_MAX_BATCH
+    # Failure records written at the item's pk (see handler.item); off only for read-only experiments.
+    record_failures: bool = True
+    # The buckets the API's {"s3": ...} references may name (empty: none). The function's role may read more
+    # than one caller should reach through it; this keeps the API from being a confused deputy.
+    allowed_buckets: tuple[str, ...] = ()
+    # Whether the API honours "store": true (turn off for a public API: callers then cannot write items).
+    allow_store: bool = True
+
+    @property
+    def limits(self) -> Limits:
+        return self.engine.limits
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls(
+            model_dir=env.get(MODEL_DIR, IMAGE_MODEL_DIR),
+            precision=env.get(MODEL_PRECISION, "int8"),
+            sink=env.get(SINK, "dynamodb"),
+            table_name=env.get(TABLE_NAME, ""),
+            engine=EngineSettings.from_env(env),
+            max_batch=int(env.get(MAX_BATCH_IMAGES, DEFAULT_MAX_BATCH)),
+            record_failures=_flag(env.get(RECORD_FAILURES, "true")),
+            allowed_buckets=tuple(b.strip() for b in env.get(ALLOWED_S3_BUCKETS, "").split(",") if b.strip()),
+            allow_store=_flag(env.get(API_ALLOW_STORE, "true")),
+        )
+
+
+def service_name() -> str:
+    return os.environ.get(SERVICE_NAME, DEFAULT_SERVICE)
+
+
+def metrics_namespace() -> str:
+    return os.environ.get(METRICS_NAMESPACE, DEFAULT_NAMESPACE)
+
+
+def in_lambda() -> bool:
+    """True inside Lambda or the RIE (both set the Runtime API address for the runtime client)."""
+    return bool(os.environ.get(RUNTIME_API))
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off")

@@ -1,0 +1,109 @@
+"""The item contract (handler.item) and its DynamoDB encoding (handler.sinks.dynamodb), without a table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from handler import item
+from handler.item import ObjectMeta, StoredItem
+from handler.sinks.dynamodb import from_dynamodb, to_dynamodb
+from layer import Embedding
+from layer.embedder import Timings
+
+
+def _emb(vector: np.ndarray | None = None) -> Embedding:
+    v = np.arange(512, dtype=np.float32) / 512 if vector is None else vector
+    return Embedding(vector=v, norm=10.25, width=640, height=427, model="m/1", format="JPEG", timings=Timings(1, 2, 3))
+
+
+META = ObjectMeta(bucket="b", key="dir/a b.jpg", order_key="1AB", etag="e1", version_id="v1", sequencer="AB",
+                  size=123, content_type="image/jpeg")  # fmt: skip
+
+
+def test_sequencer_order_right_pads_and_beats_event_time() -> None:
+    t = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    # S3: "right pad the shorter value with zeros, then compare lexicographically"
+    assert item.order_key("0055AED6DCD90281E6", t) > item.order_key("0055AED6DCD90281E5", t)
+    assert item.order_key("0055AED6DCD90281E50", t) == item.order_key("0055AED6DCD90281E5", t)
+    assert item.order_key("0055AED6DCD90281E51", t) > item.order_key("0055AED6DCD90281E5", t)
+    assert item.order_key("0055aed6dcd90281e5", t) == item.order_key("0055AED6DCD90281E5", t)  # case-blind
+    later = datetime(2024, 5, 1, 12, 0, 0, 1000, tzinfo=UTC)
+    assert item.order_key(None, later) > item.order_key(None, t)
+    assert item.order_key("00", t) > item.order_key(None, later)  # S3's own order wins over a clock
+    assert item.order_key(None, t) == "020240501T120000.000000"
+    assert len(item.order_key("AB", t)) == 1 + item.SEQUENCER_WIDTH
+
+
+def test_pk_is_the_uri_with_the_key_verbatim() -> None:
+    assert item.pk("b", "dir/a b+c.jpg") == "s3://b/dir/a b+c.jpg" == ObjectMeta("b", "dir/a b+c.jpg", "0").pk
+
+
+def test_vector_codec_is_little_endian_float32() -> None:
+    v = np.array([1.0, -0.5, 0.25], dtype=np.float64)
+    blob = item.encode_vector(v)
+    assert blob == np.array(v, "<f4").tobytes() and len(blob) == 12
+    back = item.decode_vector(blob)
+    assert back.dtype == np.dtype("<f4")
+    np.testing.assert_array_equal(back, v.astype(np.float32))
+
+
+def test_embedding_item_has_every_contract_attribute() -> None:
+    got = item.embedding_item(META, _emb())
+    assert set(got) == {"pk", "order_key", "etag", "version_id", "sequencer", "size", "content_type", "embedding",
+                        "dim", "norm", "model", "width", "height", "embedded_at"}  # fmt: skip
+    assert (got["pk"], got["order_key"], got["etag"], got["version_id"], got["sequencer"]) == (
+        "s3://b/dir/a b.jpg", "1AB", "e1", "v1", "AB")  # fmt: skip
+    assert (got["size"], got["content_type"], got["dim"], got["norm"], got["model"]) == (
+        123, "image/jpeg", 512, 10.25, "m/1")  # fmt: skip
+    assert (got["width"], got["height"]) == (640, 427)
+    assert isinstance(got["embedded_at"], str) and got["embedded_at"].endswith("Z")
+    datetime.fromisoformat(got["embedded_at"].replace("Z", "+00:00"))
+
+
+def test_unknown_object_fields_are_left_out_not_stored_empty() -> None:
+    got = item.embedding_item(ObjectMeta("b", "k", "0x", etag="", size=0), _emb())
+    assert {"etag", "version_id", "sequencer", "content_type"}.isdisjoint(got)
+    assert got["size"] == 0  # a zero-byte object still has a size
+
+
+def test_failure_item_has_no_embedding_and_a_bounded_message() -> None:
+    got = item.failure_item(META, "corrupt_image", "x" * 5000, "m/1")
+    assert (got["error_code"], got["model"], len(got["error_message"])) == ("corrupt_image", "m/1", 1000)
+    assert "embedding" not in got and str(got["failed_at"]).endswith("Z") and got["etag"] == "e1"
+
+
+def test_stored_item_ordering_and_duplicates() -> None:
+    done = StoredItem(from_dynamodb(to_dynamodb(item.embedding_item(META, _emb()))))
+    assert done.has_embedding and done.order_key == "1AB"
+    assert done.is_newer_than("1AA") and not done.is_newer_than("1AB") and not done.is_newer_than("1AC")
+    assert done.is_duplicate("e1", "m/1")
+    assert not done.is_duplicate("e2", "m/1")  # other bytes
+    assert not done.is_duplicate("e1", "m/2")  # other model: embed again
+    assert not done.is_duplicate(None, "m/1") and not done.is_duplicate("", "m/1")
+    failed = StoredItem(item.failure_item(META, "corrupt_image", "bad", "m/1"))
+    assert not failed.has_embedding and failed.vector is None
+    assert failed.is_duplicate("e1", "m/2")  # the same bytes failed: they fail under any model
+    assert not failed.is_duplicate("e2", "m/1")
+    assert not StoredItem({"etag": "e1"}).is_duplicate("e1", "m/1")  # neither embedding nor failure
+    assert StoredItem({}).order_key == "" and not StoredItem({}).is_newer_than("0")
+
+
+def test_dynamodb_encoding_round_trips_every_type() -> None:
+    attributes = item.embedding_item(META, _emb())
+    typed = to_dynamodb(attributes)
+    assert typed["pk"] == {"S": "s3://b/dir/a b.jpg"} and typed["size"] == {"N": "123"}
+    assert typed["norm"] == {"N": "10.25"} and set(typed["embedding"]) == {"B"}
+    back = from_dynamodb(typed)
+    assert back == attributes
+    assert type(back["size"]) is int and type(back["norm"]) is float
+    np.testing.assert_array_equal(StoredItem(back).vector, _emb().vector)
+    assert from_dynamodb({"x": {"N": "1e3"}, "y": {"BOOL": True}}) == {"x": 1000.0, "y": True}
+    assert from_dynamodb({"z": {"NULL": True}}) == {"z": {"NULL": True}}
+
+
+@pytest.mark.parametrize("norm", [1e-9, 123456.789, 0.1])
+def test_norm_survives_the_number_encoding_exactly(norm: float) -> None:
+    assert from_dynamodb(to_dynamodb({"norm": norm}))["norm"] == norm

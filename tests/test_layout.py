@@ -1,0 +1,116 @@
+"""The import graph keeps the architecture: imports go one way (tools → handler → engine), the engine
+stays light enough for the Lambda image, and nothing the image ships imports build, bench or local-stack code.
+
+An AST walk over every module, lazy imports inside functions and ``TYPE_CHECKING`` blocks included.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STDLIB = sys.stdlib_module_names
+
+# Third-party packages each part may import (the Lambda image installs the runtime ones only).
+ENGINE_PACKAGES = {"numpy", "onnxruntime", "PIL"}
+HANDLER_PACKAGES = ENGINE_PACKAGES | {"boto3", "botocore", "aws_lambda_powertools", "pydantic"}
+
+
+def modules(*parts: str) -> list[Path]:
+    return sorted(p for part in parts for p in (ROOT / part).rglob("*.py"))
+
+
+def imports(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``path``; relative imports resolved."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            yield node.lineno, name
+            for alias in node.names:  # "from layer import convert" imports the subpackage
+                yield node.lineno, f"{name}.{alias.name}"
+
+
+def is_engine(path: Path) -> bool:
+    rel = path.relative_to(ROOT).parts
+    return rel[0] == "layer" and rel[1] != "convert"
+
+
+def violations(files: list[Path], allowed_packages: set[str], allowed_local: tuple[str, ...]) -> list[str]:
+    out = []
+    for path in files:
+        for line, name in imports(path):
+            top = name.split(".")[0]
+            if top in STDLIB or top == "__future__":
+                continue
+            local = top in {"layer", "handler", "infra", "bench", "tests"}
+            ok = any(name == p or name.startswith(p + ".") for p in allowed_local) if local else top in allowed_packages
+            forbidden_sub = name == "layer.convert" or name.startswith("layer.convert.")
+            if not ok or (forbidden_sub and "layer.convert" not in allowed_local):
+                out.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    return out
+
+
+def test_the_engine_imports_only_onnxruntime_numpy_pillow_and_itself() -> None:
+    files = [p for p in modules("layer") if is_engine(p)]
+    assert len(files) >= 10
+    assert violations(files, ENGINE_PACKAGES, ("layer",)) == []
+
+
+def test_the_functions_import_only_the_runtime_packages_and_the_engine() -> None:
+    files = modules("handler")
+    assert violations(files, HANDLER_PACKAGES, ("layer", "handler")) == []
+
+
+def test_the_model_build_never_imports_the_functions_or_the_tools() -> None:
+    files = [p for p in modules("layer") if not is_engine(p)]
+    assert files, "layer/convert is where the model build lives"
+    bad = [v for v in violations(files, set(), ("layer",)) if " imports " in v]
+    local_bad = [v for v in bad if v.split(" imports ")[1].split(".")[0] in {"handler", "infra", "bench", "tests"}]
+    assert local_bad == []
+
+
+def test_no_product_code_imports_the_tests() -> None:
+    files = modules("layer", "handler", "infra", "bench")
+    assert [v for v in violations(files, set(), ()) if v.split(" imports ")[1].startswith("tests")] == []
+
+
+def test_the_tools_never_import_each_other_backwards() -> None:
+    """infra (image, local stack, CI) does not import the benchmarks; the benchmarks may drive the stack."""
+    bad = [v for v in violations(modules("infra"), set(), ()) if v.split(" imports ")[1].startswith("bench")]
+    assert bad == []
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import boto3", ["layer/x.py:1 imports boto3"]),
+        (
+            "from layer.convert import quantize",
+            ["layer/x.py:1 imports layer.convert", "layer/x.py:1 imports layer.convert.quantize"],
+        ),
+        ("def f():\n    import handler.api", ["layer/x.py:2 imports handler.api"]),
+        ("from . import convert", ["layer/x.py:1 imports layer.convert"]),
+        ("import json\nfrom layer import limits\nimport numpy", []),
+    ],
+)
+def test_the_rule_catches_what_it_should(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, expected: list[str]
+) -> None:
+    """The checker itself: a forbidden import, a lazy one inside a function, a relative one."""
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    (tmp_path / "layer").mkdir()
+    (tmp_path / "layer" / "x.py").write_text(source + "\n")
+    assert violations([tmp_path / "layer" / "x.py"], ENGINE_PACKAGES, ("layer",)) == expected
