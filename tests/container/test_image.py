@@ -47,6 +47,17 @@ def in_image(image: str, script: str) -> subprocess.CompletedProcess[str]:
 
 
 # ---------------------------------------------------------------------------------------------- contents
+# The API's image path never calls AWS; if it did, loopback refuses at once.
+OFFLINE_ENV = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "TABLE_NAME": "unused",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
 def test_image_size_within_budget(lambda_image: str) -> None:
     size_mb = int(docker_out("image", "inspect", "--format", "{{.Size}}", lambda_image)) / 1e6
     print(f"image {lambda_image}: {size_mb:.0f} MB")
@@ -165,14 +176,7 @@ def api_event(name: str) -> dict[str, Any]:
 
 
 def test_api_function_under_rie(lambda_image: str) -> None:
-    env = {  # the API's image path never calls AWS; if it did, loopback refuses at once
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "TABLE_NAME": "unused",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
+    env = dict(OFFLINE_ENV)
     with ContainerFunction(lambda_image, "handler.api.lambda_handler", env=env) as fn:
         resp = fn.invoke(api_event("api-embed.json")).payload
         assert resp["statusCode"] == 200, (resp, fn.logs()[-3000:])
@@ -211,14 +215,7 @@ def test_functions_run_on_a_read_only_root_as_non_root(lambda_image: str) -> Non
     )  # fmt: skip
     uid, *rest = probe.stdout.split()
     assert uid != "0" and rest == ["TMP-OK"], probe.stdout + probe.stderr
-    env = {
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "TABLE_NAME": "unused",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
+    env = dict(OFFLINE_ENV)
     read_only = ("--read-only", "--tmpfs", "/tmp:rw,size=512m")
     with ContainerFunction(lambda_image, "handler.api.lambda_handler", env=env, docker_args=read_only) as fn:
         resp = fn.invoke(api_event("api-embed.json")).payload
