@@ -57,6 +57,17 @@ def _etag(value: Any) -> str:
     return str(value or "").strip('"')
 
 
+def pinned(bucket: str, key: str, *, etag: str | None, version_id: str | None) -> dict[str, Any]:
+    """The request parameters that name exactly the object an event saw: its version where the bucket is
+    versioned, else its ETag (``If-Match``: a replaced object answers 412, never other bytes)."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    elif etag:
+        kwargs["IfMatch"] = f'"{_etag(etag)}"'
+    return kwargs
+
+
 def read_object(
     s3: Any,
     bucket: str,
@@ -68,11 +79,7 @@ def read_object(
 ) -> S3Blob:
     """Download one object. Raises ImageTooLarge (permanent), ObjectGone, ObjectChanged, AccessDenied or
     TransientError."""
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if version_id:
-        kwargs["VersionId"] = version_id
-    elif etag:
-        kwargs["IfMatch"] = f'"{_etag(etag)}"'
+    kwargs = pinned(bucket, key, etag=etag, version_id=version_id)
     with subsegment("s3.get_object"), timed("S3ReadTime"):
         try:
             resp = s3.get_object(**kwargs)
@@ -112,11 +119,7 @@ class S3Head:
 def head_object(s3: Any, bucket: str, key: str, *, etag: str | None = None, version_id: str | None = None) -> S3Head:
     """The object's metadata without its body, pinned like ``read_object``. Raises ObjectGone,
     ObjectChanged, AccessDenied or TransientError."""
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if version_id:
-        kwargs["VersionId"] = version_id
-    elif etag:
-        kwargs["IfMatch"] = f'"{_etag(etag)}"'
+    kwargs = pinned(bucket, key, etag=etag, version_id=version_id)
     with subsegment("s3.head_object"):
         try:
             resp = s3.head_object(**kwargs)

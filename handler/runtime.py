@@ -20,8 +20,9 @@ from handler.sinks import Sink
 from layer import Embedder, Embedding, Limits
 from layer.manifest import Manifest
 
-# "standard" retries throttling and 5xx with backoff (3 attempts); short timeouts so that an unreachable
-# endpoint fails the record (and SQS retries it) long before the function times out.
+# "standard" retries throttling and 5xx with backoff (max_attempts=3 retries: 4 attempts in all); short
+# timeouts so that an unreachable endpoint fails the record (and SQS retries it) long before the function
+# times out.
 BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
     connect_timeout=3,

@@ -15,15 +15,15 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PIL_BICUBIC = 3
 
 
-def _edge(value: Any, key: str) -> int:
-    """HF accepts ``224``, ``{"shortest_edge": 224}`` or ``{"height": 224, "width": 224}``."""
+def _edge(value: Any) -> int:
+    """HF accepts ``224``, ``{"shortest_edge": 224}`` or ``{"height": 224, "width": 224}``; CLIP's are square."""
     if isinstance(value, int):
         return value
-    if key in value:
-        return int(value[key])
-    if value.get("height") != value.get("width"):
-        raise ValueError(f"non-square size {value!r} is not supported")
-    return int(value["height"])
+    if "height" in value or "width" in value:
+        if value.get("height") != value.get("width"):
+            raise ValueError(f"non-square size {value!r} is not supported")
+        return int(value["height"])
+    return int(value["shortest_edge"])
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
         return cls(
-            shortest_edge=_edge(d.get("size", 224), "shortest_edge"),
-            crop_size=_edge(d.get("crop_size", 224), "height"),
+            shortest_edge=_edge(d.get("size", 224)),
+            crop_size=_edge(d.get("crop_size", 224)),
             resample=int(d.get("resample", PIL_BICUBIC)),
             rescale_factor=float(d.get("rescale_factor", 1 / 255)),
             image_mean=tuple(d.get("image_mean", CLIP_MEAN)),

@@ -148,9 +148,6 @@ class SessionTuning:
     config: tuple[tuple[str, str], ...] = ()
     optimization: str = "basic"  # model.onnx is saved pre-optimized ("extended") by the build
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": dict(self.config), "graph_optimization": self.optimization}
-
 
 def int8_tuning(cpu: CpuInfo, quantization: Mapping[str, Any] | None = None) -> SessionTuning:
     q = quantization or {}

@@ -348,3 +348,82 @@ def test_every_documented_status_is_in_the_openapi_document() -> None:
 
     responses = json.loads(openapi.PATH.read_text())["paths"]["/embed"]["post"]["responses"]
     assert {str(s) for s in API_ERRORS.values()} - {"404"} <= set(responses)
+
+
+def raw_base64_event(text: str) -> dict[str, Any]:
+    """An image request whose body is ``text`` as API Gateway would pass it (already base64)."""
+    event = http_event("POST", "/embed", b"", "image/jpeg")
+    event["body"], event["isBase64Encoded"] = text, True
+    return event
+
+
+def test_the_base64_pre_check_sits_exactly_at_the_limit(rt, context) -> None:
+    """The largest base64 body that can decode to MAX_IMAGE_BYTES (plus padding slack) reaches the decoder;
+    one character more is refused by its length alone."""
+    limit = rt.settings.limits.max_bytes
+    longest = 4 * (limit // 3 + 1) + 4
+    status, body = call(raw_base64_event("A" * longest), context)
+    assert (status, body["error"]["code"]) == (413, "image_too_large")
+    assert "request body exceeds" not in body["error"]["message"]  # decoded, then refused by the engine
+    status, body = call(raw_base64_event("A" * (longest + 1)), context)
+    assert (status, body["error"]["code"]) == (413, "image_too_large")
+    assert body["error"]["message"].startswith("request body exceeds")
+
+
+def test_media_type_parameters_and_case_are_ignored(rt, context, photo) -> None:
+    body = json.dumps({"images": [{"data": b64(photo)}]})
+    for content_type in ("application/json; charset=utf-8", "Application/JSON", "application/vnd.api+json"):
+        status, got = call(http_event("POST", "/embed", body, content_type), context)
+        assert status == 200 and len(got["results"]) == 1, content_type
+    status, got = call(http_event("POST", "/embed", photo, None), context)
+    assert (status, got["error"]["code"]) == (415, "unsupported_media_type")
+    assert "(none)" in got["error"]["message"]
+
+
+def test_invalid_request_names_the_field(rt, context) -> None:
+    status, body = embed_json({"images": [{"data": "aGk=", "s3": "s3://b/k"}]}, context)
+    assert (status, body["error"]["code"]) == (400, "invalid_request")
+    assert body["error"]["message"].startswith("images.0") and "exactly one" in body["error"]["message"]
+    status, body = embed_json({"images": []}, context)
+    assert body["error"]["message"].startswith("images: ")
+    status, body = embed_json("[1]", context)  # no location: the message does not start with ": "
+    assert status == 400 and not body["error"]["message"].startswith((":", " "))
+
+
+def test_a_store_that_fails_is_reported_on_its_image(rt, context, photo, monkeypatch) -> None:
+    rt.s3.put_object(Bucket=BUCKET, Key="s.jpg", Body=photo)
+
+    def down(**kw: Any) -> Any:
+        raise ClientError(
+            {"Error": {"Code": "InternalServerError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "PutItem"
+        )
+
+    monkeypatch.setattr(rt.sink.client, "put_item", down)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/s.jpg"}], "store": True}, context)
+    item = body["results"][0]
+    assert status == 200 and len(item["embedding"]) == 512  # the vector is still answered
+    assert (item["stored"], item["status"], item["error"]["code"]) == (False, 503, "store_unavailable")
+    assert item["error"]["message"] == "DynamoDB write failed" and item["s3"] == f"s3://{BUCKET}/s.jpg"
+
+
+def test_every_refusal_has_its_code_message_and_status(rt, context, monkeypatch) -> None:
+    """Each S3-reference refusal of a batch item: its code, the status API_ERRORS gives it, a message that
+    names the reference."""
+    from handler.errors import API_ERRORS
+
+    def denied(**kw: Any) -> Any:
+        raise ClientError({"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
+
+    refs = [f"s3://{BUCKET}/missing.jpg", "s3://other-bucket/k.jpg", "s3://", f"s3://{BUCKET}/x" + "y" * 1100]
+    status, body = embed_json({"images": [{"s3": r} for r in refs]}, context)
+    assert status == 200
+    got = [(r["error"]["code"], r["status"]) for r in body["results"]]
+    codes = ["s3_not_found", "s3_bucket_not_allowed", "invalid_s3_uri", "invalid_s3_uri"]
+    assert got == [(c, API_ERRORS[c]) for c in codes]
+    assert (
+        refs[0] in body["results"][0]["error"]["message"] and "other-bucket" in body["results"][1]["error"]["message"]
+    )
+    monkeypatch.setattr(rt.s3, "get_object", denied)
+    _, body = embed_json({"images": [{"s3": refs[0]}]}, context)
+    item = body["results"][0]
+    assert (item["error"]["code"], item["status"]) == ("s3_access_denied", 403) and refs[0] in item["error"]["message"]

@@ -115,3 +115,29 @@ def test_cpuinfo_of_another_architecture_is_recognised() -> None:
     assert CpuInfo.describes_other_arch(GRAVITON2, "aarch64") is False
     assert CpuInfo.describes_other_arch(CASCADE, "x86_64") is False
     assert CpuInfo.describes_other_arch(GRAVITON3, "x86_64") is True
+
+
+def test_half_an_arm_cpuinfo_still_reads_as_arm() -> None:
+    assert CpuInfo.describes_other_arch("Features\t: fp asimd\n", "x86_64") is True
+    assert CpuInfo.describes_other_arch("CPU implementer\t: 0x41\n", "x86_64") is True
+    assert CpuInfo.describes_other_arch(GRAVITON2, "arm64") is False  # macOS/BSD spelling of the arch
+    assert CpuInfo.describes_other_arch(HASWELL, "arm64") is True
+
+
+def test_reports_name_the_cpu_path_and_flags() -> None:
+    cpu = CpuInfo.parse(CASCADE, "x86_64")
+    assert cpu.to_dict() == {
+        "arch": "x86_64",
+        "model": "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz",
+        "int8_flags": ["avx2", "avx512_vnni", "avx512bw", "avx512f"],
+        "kernel_path": "x86-avx512-vnni",
+        "exact_u8s8": True,
+    }
+    assert describe(cpu) == (
+        "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz "
+        "[x86-avx512-vnni; int8 flags: avx2,avx512_vnni,avx512bw,avx512f]"
+    )
+    spaced = CpuInfo.parse("model name\t: AMD  EPYC\t7R13\nflags\t\t: avx2\n", "x86_64")
+    assert describe(spaced).startswith("AMD EPYC 7R13 [")  # runs of blanks collapse to one space
+    bare = CpuInfo.parse("flags\t\t: sse2\n", "x86_64")
+    assert describe(bare) == "unknown [x86-sse; int8 flags: none]"

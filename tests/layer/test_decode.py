@@ -255,3 +255,17 @@ def test_mpo_phone_photo_decodes_its_first_picture() -> None:
     to_first = np.abs(np.asarray(out.image, int) - np.asarray(first, int)).mean()
     to_second = np.abs(np.asarray(out.image, int) - np.asarray(second, int)).mean()
     assert to_first < 3 < 20 < to_second
+
+
+def test_float_grey_is_rounded_and_clipped_to_8_bits() -> None:
+    arr = np.array([[-5.0, 0.4, 0.6, 127.5, 128.49, 254.6, 255.0, 1e6] * 4] * 4, dtype=np.float32)
+    img = Image.fromarray(arr, "F")
+    out = decode(encode(img, "TIFF"), LIMITS).image
+    assert out.mode == "L"
+    assert np.asarray(out)[0, :8].tolist() == [0, 0, 1, 128, 128, 255, 255, 255]
+
+
+def test_an_image_error_serializes_as_the_api_error_body() -> None:
+    err = NotAnImage("not an image: 3 bytes")
+    assert err.to_dict() == {"code": "not_an_image", "message": "not an image: 3 bytes"}
+    assert (err.code, err.http_status, str(err)) == ("not_an_image", 422, "not an image: 3 bytes")

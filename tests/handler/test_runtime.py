@@ -1,0 +1,52 @@
+"""The INIT singleton: Runtime.from_env builds the real engine, the clients with the retry policy and the sink
+from Settings, and install/current swap it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handler import runtime
+from handler.settings import Settings
+from handler.sinks.dynamodb import DynamoDBSink
+from layer import Limits
+from layer.settings import EngineSettings
+
+
+@pytest.fixture
+def built(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> runtime.Runtime:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    limits = Limits(max_bytes=1234, max_pixels=5678)
+    settings = Settings(model_dir=str(model_dir), table_name="items", engine=EngineSettings(limits=limits, threads=1))
+    return runtime.Runtime.from_env(settings)
+
+
+def test_from_env_builds_the_engine_clients_and_sink_from_settings(built: runtime.Runtime, model_dir: Path) -> None:
+    assert built.engine.model_id == built.engine.manifest.model_id and built.engine.dim == 512
+    assert built.engine.limits == Limits(max_bytes=1234, max_pixels=5678)  # the settings' limits, not the env's
+    assert built.engine.session_settings.threads == 1  # type: ignore[attr-defined]
+    assert isinstance(built.sink, DynamoDBSink) and built.sink.table_name == "items"
+    for client in (built.s3, built.sink.client):
+        config = client.meta.config
+        assert config.retries == {"mode": "standard", "total_max_attempts": 4}  # botocore: 3 retries
+        assert (config.connect_timeout, config.read_timeout) == (3, 15)
+    assert built.s3.meta.service_model.service_name == "s3"
+    assert built.sink.client.meta.service_model.service_name == "dynamodb"
+
+
+def test_fp32_precision_loads_the_fp32_export(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    rt = runtime.Runtime.from_env(Settings(model_dir=str(model_dir), precision="fp32", table_name="t"))
+    assert rt.engine.model_id.endswith("@fp32")
+
+
+def test_current_builds_once_and_install_swaps(built: runtime.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(runtime.Runtime, "from_env", classmethod(lambda cls: calls.append(1) or built))
+    previous = runtime.install(None)
+    try:
+        assert runtime.current() is built and runtime.current() is built and calls == [1]
+        assert runtime.install(None) is built
+    finally:
+        runtime.install(previous)
