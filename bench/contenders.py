@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from layer.manifest import FP32_FILE, MODEL_FILE, PREPROCESSOR_FILE, Manifest
 
 CONTENDERS = ("ours-int8", "ours-fp32", "fastembed-fp32", "hf-torch")
 
@@ -38,8 +39,8 @@ class FastEmbed:
 
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-fastembed-")
         d = Path(self._tmp.name)
-        (d / "model.onnx").symlink_to((model_dir / "model.fp32.onnx").resolve())
-        (d / "preprocessor_config.json").symlink_to((model_dir / "preprocessor_config.json").resolve())
+        (d / MODEL_FILE).symlink_to((model_dir / FP32_FILE).resolve())  # fastembed loads model.onnx
+        (d / PREPROCESSOR_FILE).symlink_to((model_dir / PREPROCESSOR_FILE).resolve())
         self.m = ImageEmbedding("Qdrant/clip-ViT-B-32-vision", specific_model_path=str(d), threads=threads)
         self.session = self.m.model.model  # type: ignore[attr-defined]
         self.input = self.session.get_inputs()[0].name
@@ -63,7 +64,7 @@ class HFTorch:
         from layer.convert.source import load_source
 
         torch.set_num_threads(threads)
-        src = json.loads((model_dir / "manifest.json").read_text())["source"]
+        src = Manifest.read(model_dir).source
         self.torch, self.Image = torch, Image
         self.model = load_source(src["name"], revision=src.get("revision"), seed=src.get("seed", 0)).model.eval()
         self.processor = CLIPImageProcessor.from_pretrained(model_dir)

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from layer.manifest import PREPROCESSOR_FILE
 from layer.settings import DEFAULT_SOURCE
 
 RANDOM_INIT = "random-init"
@@ -83,8 +84,8 @@ def load_source(source: str = DEFAULT_SOURCE, *, revision: str | None = None, se
         raise SourceUnavailable(f"cannot load {source!r}: {first}") from exc
     model.eval()
     preprocessor = None
-    if kind == "local" and (local / "preprocessor_config.json").exists():
-        preprocessor = json.loads((local / "preprocessor_config.json").read_text())
+    if kind == "local" and (local / PREPROCESSOR_FILE).exists():
+        preprocessor = json.loads((local / PREPROCESSOR_FILE).read_text())
     rev = revision or getattr(model.config, "_commit_hash", None)
     model_id = source if kind == "hub" else os.path.basename(str(local).rstrip("/"))
     name = getattr(model.config, "name_or_path", "") or ""
