@@ -25,18 +25,21 @@ def cross_cpu_required() -> bool:
     return os.environ.get("CI", "").lower() == "true" or os.environ.get("REQUIRE_CROSS_CPU") == "1"
 
 
-def _build_key(*parts: str) -> str:
-    """Changes whenever the code a build runs (all of ``layer``: the gate runs the engine, in emulated CPUs
-    too) or the export/quantization libraries change."""
-    import onnxruntime
-    import torch
-    import transformers
+# The libraries whose versions change what a build writes (export, quantization, calibration photos, decode).
+BUILD_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "numpy", "pillow", "scikit-learn")
 
+
+def build_key(root: Path, *parts: str, versions: dict[str, str] | None = None) -> str:
+    """Changes whenever the code a build runs changes (all of ``layer``: the gate runs the engine, in emulated
+    CPUs too) or a library it runs on does."""
+    from importlib.metadata import version
+
+    versions = versions if versions is not None else {lib: version(lib) for lib in BUILD_LIBRARIES}
     h = hashlib.sha256()
-    for path in sorted((ROOT / "layer").rglob("*.py")):
-        h.update(str(path.relative_to(ROOT)).encode())
+    for path in sorted((root / "layer").rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
-    for part in (*parts, torch.__version__, transformers.__version__, onnxruntime.__version__):
+    for part in (*parts, *(f"{k}=={v}" for k, v in sorted(versions.items()))):
         h.update(part.encode())
     return h.hexdigest()[:12]
 
@@ -53,7 +56,7 @@ def _locked(name: str) -> Iterator[None]:
 def _cached_build(name: str, source: str, cross_cpu: Literal["auto", "required", "off"]) -> Path:
     from layer.convert.pipeline import BuildOptions, build_model
 
-    out = CACHE / f"{name}-{_build_key(name, source, cross_cpu)}"
+    out = CACHE / f"{name}-{build_key(ROOT, name, source, cross_cpu)}"
     with _locked(name):
         if not (out / "manifest.json").exists():
             opts = BuildOptions(source=source, out=out, cross_cpu=cross_cpu)
@@ -79,7 +82,7 @@ def clip_checkpoint() -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    out = CACHE / f"clip-checkpoint-{_build_key('checkpoint')}"
+    out = CACHE / f"clip-checkpoint-{build_key(ROOT, 'checkpoint')}"
     with _locked("clip-checkpoint"):
         if not (out / "config.json").exists():
             torch.manual_seed(1234)

@@ -41,7 +41,7 @@ from handler.item import StoredItem
 from handler.sinks.dynamodb import DynamoDBSink
 from infra.local.api_gateway import TEMPLATE_ROUTES, ApiGateway
 from infra.local.moto_stack import CREDENTIALS, REGION, MotoStack
-from infra.local.net import HOST, free_port
+from infra.local.net import HOST
 from infra.local.poller import Invoke, SqsPoller
 from infra.local.rie import InvokeResult, LocalFunction
 from layer.manifest import MANIFEST_FILE, Manifest
@@ -138,16 +138,16 @@ def port_is_free(port: int) -> bool:
 
 
 def choose_port(requested: int | None, default: int, what: str) -> int:
-    """The requested port (it must be free), else the default if free, else any free port (said so)."""
+    """The requested port (it must be free; 0: the server binds any free port itself), else the default if
+    free, else any free port (said so)."""
     if requested is not None:
         if requested and not port_is_free(requested):
             raise PortInUse(f"{HOST}:{requested} ({what}) is already in use: pick another port")
-        return requested or free_port()
+        return requested
     if port_is_free(default):
         return default
-    port = free_port()
-    say(f"    ({what}: port {default} is in use, using {port})")
-    return port
+    say(f"    ({what}: port {default} is in use, using a free one)")
+    return 0
 
 
 # --- items ---------------------------------------------------------------------------------------------
@@ -380,10 +380,10 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
     logs = Path(tempfile.mkdtemp(prefix="clip-lambda-local-"))
     moto_port = choose_port(args.moto_port, DEFAULT_MOTO_PORT, "moto")
     api_port = choose_port(args.port, DEFAULT_API_PORT, "API")
-    say(f"==> moto server (S3, SQS, DynamoDB) on {HOST}:{moto_port}")
     stack = MotoStack(port=moto_port, log_path=logs / "moto.log")
     cleanup.callback(stop_and_say, "moto server", stack.stop)
     stack.start()
+    say(f"==> moto server (S3, SQS, DynamoDB) on {HOST}:{stack.port}")
     n = stack.names
     say(f"    bucket {n.bucket} -> queue {n.queue} (DLQ {n.dlq} after {n.max_receive_count} receives)")
     say(f"    -> table {n.table}")

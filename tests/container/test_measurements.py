@@ -14,7 +14,7 @@ pytestmark = pytest.mark.container
 
 
 def test_cold_start_measurement_runs(lambda_image: str, tmp_path: Path) -> None:
-    from infra import measure_cold_start
+    from bench import cold_start as measure_cold_start
 
     out = tmp_path / "cold_start.json"
     assert measure_cold_start.main(["--image", lambda_image, "--memory", "1769", "--runs", "1", "--out", str(out)]) == 0
@@ -28,7 +28,7 @@ def test_cold_start_measurement_runs(lambda_image: str, tmp_path: Path) -> None:
 
 
 def test_cost_measurement_runs(lambda_image: str, tmp_path: Path) -> None:
-    from infra import measure_cost
+    from bench import cost as measure_cost
 
     out = tmp_path / "cost.json"
     argv = ["--image", lambda_image, "--memory", "1769", "--batch-size", "2", "--batches", "1", "--out", str(out)]

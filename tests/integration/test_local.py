@@ -20,7 +20,6 @@ import boto3
 import numpy as np
 import pytest
 
-from infra.local.net import free_port
 from layer.convert.calibration import sample_photo_paths
 
 pytestmark = pytest.mark.integration
@@ -67,12 +66,22 @@ def assert_all_stopped(output: str, moto_port: int) -> None:
     assert processes_mentioning(f"127.0.0.1:{moto_port}") == []
 
 
+def bound_ports(out: str) -> tuple[int, int]:
+    """(API front, moto) ports the stack printed: asked for port 0, each server bound a free one itself, so
+    no other process can take a port between our choosing it and the server binding it."""
+    api = re.search(r"HTTP API front on http://127\.0\.0\.1:(\d+)", out)
+    moto = re.search(r"moto server \(S3, SQS, DynamoDB\) on 127\.0\.0\.1:(\d+)", out)
+    assert api and moto, out
+    return int(api.group(1)), int(moto.group(1))
+
+
 def test_once_prints_the_items_and_the_api_call(model_dir: Path) -> None:
-    api_port, moto_port = free_port(), free_port()
-    proc = subprocess.run(command(model_dir, api_port, moto_port, "--once"), cwd=ROOT, capture_output=True,
+    proc = subprocess.run(command(model_dir, 0, 0, "--once"), cwd=ROOT, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
+    api_port, moto_port = bound_ports(out)
+    assert 0 not in (api_port, moto_port)
     assert "IS UNTRAINED (random-init" in out  # the model is labelled
     names = [p.name for p in sample_photo_paths()]
     keys = [f"samples/{n}" for n in names] + [f"samples/{Path(names[0]).stem} copy.jpg"]  # a key with a space
@@ -89,8 +98,7 @@ def test_once_prints_the_items_and_the_api_call(model_dir: Path) -> None:
 
 
 def test_serves_uploads_and_the_api_until_sigint(model_dir: Path) -> None:
-    api_port, moto_port = free_port(), free_port()
-    proc = subprocess.Popen(command(model_dir, api_port, moto_port, "--no-samples"), cwd=ROOT,
+    proc = subprocess.Popen(command(model_dir, 0, 0, "--no-samples"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []
@@ -112,6 +120,7 @@ def test_serves_uploads_and_the_api_until_sigint(model_dir: Path) -> None:
     try:
         wait_for("==> serving")
         text = "".join(seen)
+        api_port, moto_port = bound_ports(text)
         assert f"aws --endpoint-url http://127.0.0.1:{moto_port} s3 cp" in text and "boto3" in text
         assert f"curl -X POST http://127.0.0.1:{api_port}/embed" in text and "np.frombuffer" in text
 
