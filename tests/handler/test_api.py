@@ -427,3 +427,20 @@ def test_every_refusal_has_its_code_message_and_status(rt, context, monkeypatch)
     _, body = embed_json({"images": [{"s3": refs[0]}]}, context)
     item = body["results"][0]
     assert (item["error"]["code"], item["status"]) == ("s3_access_denied", 403) and refs[0] in item["error"]["message"]
+
+
+def test_the_readme_error_table_is_the_api_errors_table() -> None:
+    """Each README row "| status | `code`, … |" lists exactly the codes API_ERRORS answers with that status."""
+    import re
+    from pathlib import Path
+
+    from handler.errors import API_ERRORS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("| status | codes |") :].split("\n\n")[0]
+    documented = {
+        code: int(row[0])
+        for row in re.findall(r"^\| (\d{3}) \|(.*)\|$", table, re.M)
+        for code in re.findall(r"`([a-z0-9_]+)`", re.sub(r"\([^)]*\)", "", row[1]))
+    }
+    assert documented == API_ERRORS
