@@ -1,5 +1,8 @@
 """The mutation-testing report (``make mutation``): mutmut's results per file, and every survivor with its diff
-and the reason it survives (``bench/mutation-survivors.toml``: equivalent, or accepted and why).
+and the reason it survives (``bench/mutation-survivors.toml``: equivalent, or accepted and why). A reason is
+given per mutant (``[survivors]``, by name) or per kind of change (``[[patterns]]``: a regular expression
+that the mutant's diff must match, for whole families such as error-message wording); a survivor that
+neither names is reported as NOT REVIEWED.
 
     .venv-mutation/bin/python bench/mutation_report.py > bench/results/mutation.md
 
@@ -8,6 +11,7 @@ Runs in the mutation venv from the project root, after ``mutmut run`` (its resul
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -40,9 +44,20 @@ def diff(name: str) -> str:
     )
 
 
+def reason_for(name: str, change: str, reasons: dict[str, str], patterns: list[dict[str, str]]) -> str:
+    if name in reasons:
+        return reasons[name]
+    for p in patterns:
+        if re.search(p["diff"], change, re.M) and re.search(p.get("mutant", ""), name):
+            return p["reason"]
+    return "NOT REVIEWED"
+
+
 def main() -> int:
     statuses = results()
-    reasons: dict[str, str] = tomllib.loads(REASONS.read_text()).get("survivors", {}) if REASONS.exists() else {}
+    config = tomllib.loads(REASONS.read_text()) if REASONS.exists() else {}
+    reasons: dict[str, str] = config.get("survivors", {})
+    patterns: list[dict[str, str]] = config.get("patterns", [])
     by_file: dict[str, Counter[str]] = defaultdict(Counter)
     for name, status in statuses.items():
         by_file[name.split(".x")[0].split(".x_")[0].rsplit(".", 1)[0]][status] += 1
@@ -64,10 +79,14 @@ def main() -> int:
             f"| {module} | {sum(c.values())} | {c['killed']} | {c['survived']} | {c['timeout']} | {c['no tests']} |"
         )
     survivors = sorted(n for n, s in statuses.items() if s in ("survived", "no tests"))
-    lines += ["", f"## Survivors ({len(survivors)})", ""]
+    changes = {name: diff(name) for name in survivors}
+    given = {name: reason_for(name, changes[name], reasons, patterns) for name in survivors}
+    lines += ["", f"## Survivors ({len(survivors)}) by reason", ""]
+    for reason, n in Counter(given.values()).most_common():
+        lines.append(f"- {n}: {reason}")
+    lines += ["", "## Every survivor", ""]
     for name in survivors:
-        reason = reasons.get(name, "NOT REVIEWED")
-        lines += [f"- `{name}` ({statuses[name]}): {reason}", "", "```diff", diff(name), "```", ""]
+        lines += [f"- `{name}` ({statuses[name]}): {given[name]}", "", "```diff", changes[name], "```", ""]
     print("\n".join(lines))
     return 0
 

@@ -86,6 +86,8 @@ def test_eventbridge_created_and_deleted() -> None:
         "00617F08299329D189",
         "eventbridge",
     )
+    assert c.event_name == "EventBridge:Object Created"
+    assert c.etag == created["detail"]["object"]["etag"] and c.etag
     [d] = events.from_payload(load_event("eventbridge-object-deleted.json"))
     assert d.action is Action.REMOVED
     assert d.order_key > c.order_key
@@ -178,3 +180,39 @@ def test_malformed_eventbridge_events_raise_malformed_event(mutate) -> None:  # 
     mutate(ev)
     with pytest.raises(MalformedEvent):
         events.from_payload(ev)
+
+
+def test_classify_names_every_shape_and_nothing_else() -> None:
+    assert events.classify([]) == "unknown" and events.classify("x") == "unknown"
+    assert events.classify({"Records": [{"EventSource": "aws:sqs"}]}) == "sqs"  # SNS-style capitalised key
+    assert events.classify({"Records": [{"eventSource": "aws:sns"}]}) == "unknown"
+    assert events.classify({"Records": [{"EventSource": "aws:s3"}, {"eventSource": "aws:sqs"}]}) == "s3"
+    assert events.classify({"detail-type": "Object Created", "source": "aws.ec2"}) == "unknown"
+    assert events.classify({"source": "aws.s3"}) == "unknown"
+    assert events.classify({"Event": "s3:TestEvent"}) == "test" and events.classify({}) == "unknown"
+
+
+def test_event_times_are_utc() -> None:
+    assert events.parse_time("2024-05-01T12:00:00.123Z") == datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    assert events.parse_time("2024-05-01T12:00:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)  # naive: UTC
+    assert events.parse_time("2024-05-01T14:00:00+02:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    now = events.parse_time(None)
+    assert now.tzinfo is not None and abs((datetime.now(UTC) - now).total_seconds()) < 5
+
+
+def test_other_records_do_not_hide_the_object_records_after_them() -> None:
+    ev = s3_put()
+    restore = json.loads(json.dumps(ev["Records"][0]))
+    restore["eventName"] = "ObjectRestore:Completed"
+    ev["Records"].insert(0, restore)
+    [one] = events.from_payload(ev)
+    assert one.event_name == ev["Records"][1]["eventName"] and one.action is Action.CREATED
+
+
+def test_etags_and_version_ids_up_to_1024_characters() -> None:
+    ok = events.ObjectEvent(Action.CREATED, "b", "k", datetime.now(UTC), "n", etag="e" * 1024, version_id="v" * 1024)
+    assert len(ok.etag or "") == 1024
+    with pytest.raises(MalformedEvent, match="invalid etag"):
+        events.ObjectEvent(Action.CREATED, "b", "k", datetime.now(UTC), "n", etag="e" * 1025)
+    with pytest.raises(MalformedEvent, match="bucket"):
+        events.ObjectEvent(Action.CREATED, "", "k", datetime.now(UTC), "n")

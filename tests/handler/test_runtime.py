@@ -24,6 +24,7 @@ def built(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> runtime.Runtime:
 
 def test_from_env_builds_the_engine_clients_and_sink_from_settings(built: runtime.Runtime, model_dir: Path) -> None:
     assert built.engine.model_id == built.engine.manifest.model_id and built.engine.dim == 512
+    assert built.settings.table_name == "items" and built.settings.limits.max_bytes == 1234
     assert built.engine.limits == Limits(max_bytes=1234, max_pixels=5678)  # the settings' limits, not the env's
     assert built.engine.session_settings.threads == 1  # type: ignore[attr-defined]
     assert isinstance(built.sink, DynamoDBSink) and built.sink.table_name == "items"

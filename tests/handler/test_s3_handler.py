@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from handler import runtime
 from handler import s3 as s3_function
+from handler.errors import TransientError
 from handler.item import decode_vector
 from tests.handler.helpers import BUCKET, FakeEngine, load_event, s3_notification, sqs_event
 from tests.imaging import png_bomb
@@ -55,7 +56,7 @@ def test_direct_s3_put_writes_the_contract_item(rt, context, photo, key) -> None
     assert "error_code" not in got
 
 
-def test_sqs_batch_reports_only_the_failed_message(rt, context, photo, photo2, monkeypatch) -> None:
+def test_sqs_batch_reports_only_the_failed_message(rt, context, photo, photo2, monkeypatch, capsys, logs) -> None:
     good1 = created(rt, "a.jpg", photo)
     good2 = created(rt, "b.jpg", photo2)
     transient = created(rt, "c.jpg", photo)
@@ -78,6 +79,11 @@ def test_sqs_batch_reports_only_the_failed_message(rt, context, photo, photo2, m
     assert result == {"batchItemFailures": [{"itemIdentifier": "msg-1"}, {"itemIdentifier": "msg-2"}]}
     assert item(rt, "a.jpg") and item(rt, "b.jpg")
     assert item(rt, "c.jpg") is None
+    emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"_aws"')]
+    counted = {m["Name"]: x[m["Name"]] for x in emf for d in x["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert counted["MalformedMessages"] == [1.0] and counted["TransientFailures"] == [1.0]
+    failed = {x.get("message_id") for x in logs() if x.get("level") in ("WARNING", "ERROR")}
+    assert {"msg-1", "msg-2"} <= failed  # each failure is logged with its SQS message id
 
 
 def test_all_failed_batch_is_reported_not_raised(rt, context) -> None:
@@ -326,6 +332,14 @@ def test_metrics_and_logs(rt, context, photo, capsys, logs) -> None:
         "WriteTime",
         "S3ReadTime",
     } <= names
+    units = {m["Name"]: m["Unit"] for x in emf for d in x["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert units["ImagesEmbedded"] == "Count" and units["ObjectsEmbedded"] == "Count"
+    assert {units[n] for n in ("DecodeTime", "PreprocessTime", "InferenceTime", "WriteTime", "S3ReadTime")} == {
+        "Milliseconds"
+    }
+    blob = next(x for x in emf if "ImagesEmbedded" in x)
+    assert blob["ImagesEmbedded"] == [1.0] and blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ClipLambdaTest"
+    assert (blob["DecodeTime"], blob["PreprocessTime"], blob["InferenceTime"]) == ([1.0], [2.0], [3.0])  # fake
     [log] = [x for x in logs() if x.get("message") == "object processed"]
     assert (log["s3_uri"], log["outcome"], log["function_request_id"]) == (
         f"s3://{BUCKET}/m.jpg",
@@ -417,3 +431,26 @@ def test_versioned_overwrite_keeps_the_newest_version(versioned, context, photo,
     got = item(versioned, "v/k.jpg")
     assert got["version_id"] == new["Records"][0]["s3"]["object"]["versionId"]
     np.testing.assert_array_equal(decode_vector(got["embedding"]), FakeEngine.vector_for(photo2))
+
+
+def test_a_failure_metric_counts_one_per_image_in_its_namespace(rt, context, capsys) -> None:
+    rt.s3.put_object(Bucket=BUCKET, Key="junk.bin", Body=b"junk")
+    s3_function.lambda_handler(s3_notification(BUCKET, "junk.bin", sequencer="01"), context)
+    emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"_aws"')]
+    [failure] = [x for x in emf if "EmbedFailures" in x]
+    [metric] = failure["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    assert (failure["EmbedFailures"], metric["Unit"], failure["code"]) == ([1.0], "Count", "not_an_image")
+    assert failure["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ClipLambdaTest"
+
+
+def test_a_direct_event_that_must_be_retried_raises_and_is_counted(rt, context, photo, monkeypatch, capsys) -> None:
+    ev = created(rt, "direct.jpg", photo)
+
+    def down(**kw: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="http://dynamodb")
+
+    monkeypatch.setattr(rt.sink.client, "get_item", down)
+    with pytest.raises(TransientError, match=r"1 record\(s\) to retry: s3://photos/direct\.jpg"):
+        s3_function.lambda_handler(ev, context)
+    emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"_aws"')]
+    assert any(x.get("TransientFailures") == [1.0] for x in emf)
