@@ -92,3 +92,84 @@ def test_cpu_report_names_the_path_and_the_session(engine: Embedder) -> None:
     assert report["session_config"] == dict(engine.session_settings.config)
     assert report["graph_optimization"] == engine.session_settings.optimization
     assert report["gate_covered"] is True and report["gate"]["path"] == cpu.kernel_path
+
+
+def _rotated_jpeg() -> bytes:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° to display
+    return encode(resized_photo((320, 200), "china.jpg"), "JPEG", exif=exif.tobytes(), quality=90)
+
+
+def test_the_defaults_take_the_fast_jpeg_path_and_apply_exif(model_dir: Path) -> None:
+    from layer.config import PreprocessConfig
+    from layer.embedder import pixel_values
+
+    big = encode(resized_photo((1920, 1080), "china.jpg"), "JPEG", quality=90)
+    _, fast, _ = pixel_values(big, PreprocessConfig(), Limits())
+    _, exact, _ = pixel_values(big, PreprocessConfig(), Limits(), fast_jpeg=False)
+    assert min(fast.image.size) < 1080 == min(exact.image.size) and (fast.width, fast.height) == (1920, 1080)
+    _, turned, _ = pixel_values(_rotated_jpeg(), PreprocessConfig(), Limits())
+    _, as_stored, _ = pixel_values(_rotated_jpeg(), PreprocessConfig(), Limits(), exif=False)
+    assert (turned.width, turned.height, as_stored.width, as_stored.height) == (200, 320, 320, 200)
+    for engine in (Embedder.from_dir(model_dir, threads=1), Embedder(model_dir / "model.onnx", PreprocessConfig())):
+        assert engine.fast_jpeg is True and engine.exif is True
+        assert engine.embed_one(_rotated_jpeg()).width == 200
+
+
+def test_from_dir_passes_every_choice_through(model_dir: Path) -> None:
+    from layer.manifest import Manifest
+
+    e = Embedder.from_dir(model_dir, threads=1, fast_jpeg=False, exif=False)
+    assert (e.fast_jpeg, e.exif, e.session_settings.threads) == (False, False, 1)
+    assert e.session.get_session_options().intra_op_num_threads == 1
+    assert e.manifest == Manifest.read(model_dir) and e.cpu == CpuInfo.detect()
+    assert e.embed_one(_rotated_jpeg()).width == 320  # exif=False reached the decoder
+    assert e.model_path.name == "model.onnx"
+
+
+def test_a_bare_engine_is_labelled_unknown(model_dir: Path) -> None:
+    from layer.config import PreprocessConfig
+
+    e = Embedder(model_dir / "model.onnx", PreprocessConfig())
+    assert (e.model_id, e.manifest.model_id, e.dim, e.limits) == ("unknown", "unknown", 512, Limits())
+
+
+def test_an_fp32_only_build_runs_its_export_as_fp32(model_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    for name in ("model.fp32.onnx", "preprocessor_config.json"):
+        (tmp_path / name).symlink_to((model_dir / name).resolve())
+    (tmp_path / "model.onnx").symlink_to((model_dir / "model.fp32.onnx").resolve())
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "precision": "fp32", "quantization": None}))
+    e = Embedder.from_dir(tmp_path, threads=1)
+    assert e.model_id.endswith("@fp32") and e.session_settings.optimization == "all"
+    assert e.session_settings.config == ()
+
+
+def test_verify_refuses_files_that_do_not_match_the_manifest(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    for p in model_dir.iterdir():
+        (tmp_path / p.name).symlink_to(p.resolve())
+    Embedder.from_dir(tmp_path, threads=1, verify=True)
+    (tmp_path / "preprocessor_config.json").unlink()
+    shutil.copy(model_dir / "preprocessor_config.json", tmp_path / "preprocessor_config.json")
+    with (tmp_path / "preprocessor_config.json").open("a") as f:
+        f.write("\n")
+    Embedder.from_dir(tmp_path, threads=1)  # not verified at each cold start
+    with pytest.raises(ModelDirError, match="sha256"):
+        Embedder.from_dir(tmp_path, threads=1, verify=True)
+
+
+def test_timings_are_milliseconds_of_this_call(engine: Embedder) -> None:
+    import time
+
+    data = photo_bytes()["china.jpg"]
+    t0 = time.perf_counter()
+    t = engine.embed_one(data).timings
+    wall_ms = (time.perf_counter() - t0) * 1e3
+    assert t.decode_ms > 0.05 and t.preprocess_ms > 0.05 and t.inference_ms > 0.05
+    assert t.decode_ms + t.preprocess_ms + t.inference_ms <= wall_ms

@@ -117,3 +117,34 @@ def test_too_long_a_side_is_refused_before_decoding() -> None:
 
     with pytest.raises(TooManyPixels, match="side"):
         decode(encode(Image.new("L", (1, 100_000), 90)), Limits())
+
+
+def test_each_step_can_be_turned_off_alone() -> None:
+    from dataclasses import replace
+
+    from layer import preprocess as pre
+
+    img = _noise(300, 200)
+    config = PreprocessConfig()
+    only_resize = pre.preprocess(img, replace(config, do_center_crop=False))
+    assert only_resize.shape == (3, 224, 336)  # shortest side 224, nothing cropped
+    only_crop = pre.preprocess(img, replace(config, do_resize=False))
+    assert only_crop.shape == (3, 224, 224)
+    np.testing.assert_array_equal(only_crop, pre.to_pixel_values(pre.center_crop(224)(img), config))
+    assert pre.preprocess(img, replace(config, do_resize=False, do_center_crop=False)).shape == (3, 200, 300)
+    nearest = pre.preprocess(img, replace(config, do_center_crop=False, resample=0))
+    expected = pre.to_pixel_values(img.resize((336, 224), Image.Resampling.NEAREST), config)
+    np.testing.assert_array_equal(nearest, expected)  # the configured filter, not Pillow's default
+
+
+def test_pixel_values_are_float32_rgb_channels_first() -> None:
+    from layer import preprocess as pre
+
+    grey = Image.new("L", (4, 2), 128)
+    out = pre.to_pixel_values(grey, PreprocessConfig(do_normalize=False))
+    assert out.dtype == np.float32 and out.shape == (3, 2, 4)
+    np.testing.assert_array_equal(out, np.full((3, 2, 4), np.float32(128) * np.float32(1 / 255)))
+    raw = pre.to_pixel_values(
+        Image.new("RGB", (1, 1), (10, 20, 30)), PreprocessConfig(do_rescale=False, do_normalize=False)
+    )
+    assert raw.dtype == np.float32 and raw[:, 0, 0].tolist() == [10.0, 20.0, 30.0]
