@@ -72,6 +72,11 @@ def test_detect_reads_the_file_and_survives_its_absence(tmp_path: Path) -> None:
     assert CpuInfo.detect(tmp_path / "cpuinfo").flags == {"avx2", "avx512f", "avx512bw", "avx512_vnni"}
     missing = CpuInfo.detect(tmp_path / "absent")
     assert (missing.model, missing.flags) == ("unknown", frozenset())
+    import platform
+
+    assert CpuInfo.detect(tmp_path / "cpuinfo").arch == missing.arch == platform.machine().lower()
+    (tmp_path / "latin1").write_bytes(CASCADE.encode() + b"\nbogus\t: \xff\xfe\n")  # undecodable bytes
+    assert CpuInfo.detect(tmp_path / "latin1").kernel_path == "x86-avx512-vnni"
 
 
 @pytest.mark.parametrize(

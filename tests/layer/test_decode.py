@@ -269,3 +269,24 @@ def test_an_image_error_serializes_as_the_api_error_body() -> None:
     err = NotAnImage("not an image: 3 bytes")
     assert err.to_dict() == {"code": "not_an_image", "message": "not an image: 3 bytes"}
     assert (err.code, err.http_status, str(err)) == ("not_an_image", 422, "not an image: 3 bytes")
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P"])
+def test_grey_stays_one_byte_per_pixel(mode: str) -> None:
+    """Grey sources decode to "L" (a third of RGB's memory until after the crop); a palette of colours to RGB."""
+    img = Image.new("RGB", (40, 30), (200, 30, 30)).convert("P") if mode == "P" else Image.new(mode, (40, 30))
+    out = decode(encode(img), LIMITS).image
+    assert out.mode == ("RGB" if mode == "P" else "L")
+
+
+def test_a_grey_jpeg_is_drafted_too() -> None:
+    big = encode(resized_photo((1600, 1200)).convert("L"), "JPEG", quality=90)
+    out = decode(big, LIMITS, draft_min_side=336)
+    assert out.image.mode == "L" and min(out.image.size) < 1200 and (out.width, out.height) == (1600, 1200)
+
+
+def test_the_byte_limit_is_inclusive() -> None:
+    data = encode(Image.new("RGB", (8, 8)))
+    assert decode(data, Limits(max_bytes=len(data))).width == 8
+    with pytest.raises(ImageTooLarge):
+        decode(data, Limits(max_bytes=len(data) - 1))

@@ -46,8 +46,17 @@ def test_spinning_off_under_a_fractional_lambda_share() -> None:
 def test_session_options_applied() -> None:
     so = session_options(SessionSettings(threads=2, spinning=False, optimization="extended"))
     assert so.intra_op_num_threads == 2 and so.inter_op_num_threads == 1
-    assert so.enable_cpu_mem_arena is False
+    assert so.enable_cpu_mem_arena is False and so.enable_mem_pattern is True
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert so.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    assert so.log_severity_level == 3  # errors only: a warning per session would flood INIT logs
+    spinning = session_options(SessionSettings(threads=2, spinning=True, optimization="basic"))
+    assert spinning.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert SessionSettings.auto(EngineSettings()).optimization == "basic"
+
+
+def test_the_budget_reads_the_cgroup_quota() -> None:
+    assert CpuBudget.detect().quota == sess._cgroup_cpu_quota()
 
 
 def _rss_mib() -> float:
