@@ -107,3 +107,11 @@ def test_dynamodb_encoding_round_trips_every_type() -> None:
 @pytest.mark.parametrize("norm", [1e-9, 123456.789, 0.1])
 def test_norm_survives_the_number_encoding_exactly(norm: float) -> None:
     assert from_dynamodb(to_dynamodb({"norm": norm}))["norm"] == norm
+
+
+def test_dynamodb_numbers_in_exponent_form_read_as_floats() -> None:
+    assert from_dynamodb({"a": {"N": "1E3"}, "b": {"N": "2.5e-3"}, "c": {"N": "7"}}) == {
+        "a": 1000.0,
+        "b": 0.0025,
+        "c": 7,
+    }

@@ -454,3 +454,12 @@ def test_a_direct_event_that_must_be_retried_raises_and_is_counted(rt, context, 
         s3_function.lambda_handler(ev, context)
     emf = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"_aws"')]
     assert any(x.get("TransientFailures") == [1.0] for x in emf)
+
+
+def test_the_item_is_read_strongly_consistent(rt, context, photo, monkeypatch) -> None:
+    """A read that may miss the latest write could let an older event past the ordering check."""
+    calls: list[dict[str, Any]] = []
+    real = rt.sink.client.get_item
+    monkeypatch.setattr(rt.sink.client, "get_item", lambda **kw: calls.append(kw) or real(**kw))
+    s3_function.lambda_handler(created(rt, "c.jpg", photo), context)
+    assert calls and all(kw.get("ConsistentRead") is True for kw in calls)

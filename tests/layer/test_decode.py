@@ -290,3 +290,19 @@ def test_the_byte_limit_is_inclusive() -> None:
     assert decode(data, Limits(max_bytes=len(data))).width == 8
     with pytest.raises(ImageTooLarge):
         decode(data, Limits(max_bytes=len(data) - 1))
+
+
+def test_the_frame_type_is_read_past_segments_of_any_length() -> None:
+    from layer.decode import _sof_marker
+
+    def segment(marker: int, length: int) -> bytes:
+        return bytes([0xFF, marker]) + length.to_bytes(2, "big") + bytes(length - 2)
+
+    app1 = segment(0xE1, 300)  # longer than 255: the length is big-endian, two bytes
+    for sof in (0xC0, 0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+        assert _sof_marker(b"\xff\xd8" + app1 + segment(0xC4, 20) + segment(0xCC, 6) + segment(sof, 17)) == sof
+    assert _sof_marker(b"\xff\xd8" + segment(0xC8, 4) + segment(0xC2, 17)) == 0xC2  # JPG extension: not a frame
+    assert _sof_marker(b"\xff\xd8" + app1 + bytes([0xFF, 0xDA, 0, 8])) is None  # scan before a frame
+    assert _sof_marker(b"\xff\xd8" + segment(0xD0, 4)) is None  # RST is not a frame
+    assert _sof_marker(b"\xff\xd8\xff\xc0\x00") is None and _sof_marker(b"\xff\xd8\xff\xc2\x00\x11") == 0xC2
+    assert _sof_marker(b"\xff\xd8\x00\xc0\x00\x11") is None  # not at a marker
