@@ -1,27 +1,60 @@
 """One Logger, Metrics and Tracer per process, shared by every module of both functions.
 
 Locally (no AWS) the logger prints JSON, metrics print EMF blobs to stdout and tracing is disabled with
-``POWERTOOLS_TRACE_DISABLED=true`` (the test harness sets it), so nothing needs an X-Ray daemon.
+``POWERTOOLS_TRACE_DISABLED=true`` (the test harness sets it), so nothing needs an X-Ray daemon. Where
+tracing is off the Tracer gets a provider that records nothing, so that the X-Ray SDK is never imported.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
-from handler.settings import metrics_namespace, service_name
+from handler.settings import metrics_namespace, service_name, tracing_enabled
 from layer import Embedding
+
+
+class _Unrecorded(BaseSegment):
+    """A segment that records nothing (tracing off)."""
+
+    def close(self, end_time: int | None = None) -> None: ...
+    def add_subsegment(self, subsegment: Any) -> None: ...
+    def remove_subsegment(self, subsegment: Any) -> None: ...
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None: ...
+
+
+class UntracedProvider(BaseProvider):
+    """Powertools' Tracer without the X-Ray SDK: its default provider imports ``aws_xray_sdk.core`` (and
+    botocore's session machinery with it) even when tracing is disabled."""
+
+    @contextmanager
+    def in_subsegment(self, name: Any = None, **kwargs: Any) -> Iterator[BaseSegment]:
+        yield _Unrecorded()
+
+    @asynccontextmanager
+    async def in_subsegment_async(self, name: Any = None, **kwargs: Any) -> AsyncIterator[BaseSegment]:
+        yield _Unrecorded()
+
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def patch(self, modules: Sequence[str]) -> None: ...
+    def patch_all(self) -> None: ...
+
 
 SERVICE = service_name()
 NAMESPACE = metrics_namespace()
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+tracer = Tracer(service=SERVICE) if tracing_enabled() else Tracer(service=SERVICE, provider=UntracedProvider())
 
 
 def record_embedding(emb: Embedding) -> None:

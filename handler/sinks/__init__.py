@@ -41,7 +41,7 @@ def available() -> list[str]:
 
 
 def connect(settings: Settings, session: Any, client_config: Any) -> Sink:
-    """The sink ``settings.sink`` names, built from a boto3 session with the functions' client config."""
+    """The sink ``settings.sink`` names, built from a botocore session with the functions' client config."""
     if settings.sink not in available():
         raise ValueError(f"SINK={settings.sink!r} is not a sink; choose one of {', '.join(available())}")
     sink: Sink = import_module(f"{__name__}.{settings.sink}").connect(settings, session, client_config)

@@ -26,7 +26,7 @@ CONDITION = f"attribute_not_exists({item.ORDER_KEY}) OR {item.ORDER_KEY} <= :k"
 
 
 def connect(settings: Settings, session: Any, client_config: Any) -> DynamoDBSink:
-    return DynamoDBSink(session.client("dynamodb", config=client_config), settings.table_name)
+    return DynamoDBSink(session.create_client("dynamodb", config=client_config), settings.table_name)
 
 
 def to_dynamodb(attributes: Attributes) -> dict[str, dict[str, Any]]:

@@ -308,6 +308,10 @@ def test_functions_are_traced(resources: dict[str, Any], template: dict[str, Any
     """Tracer subsegments reach X-Ray only with active tracing (a parameter, default Active)."""
     assert template["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
     assert template["Parameters"]["Tracing"]["Default"] == "Active"
+    # PassThrough also tells Powertools, so that the functions skip the X-Ray SDK at INIT.
+    assert template["Conditions"]["TracingActive"] == {"Fn::Equals": [{"Ref": "Tracing"}, "Active"]}
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TracingActive", "false", "true"]}
 
 
 def test_log_groups_have_retention(resources: dict[str, Any]) -> None:
