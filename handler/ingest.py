@@ -6,6 +6,7 @@ Outcomes are values (``Result``); only ``TransientError`` escapes, so the caller
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -43,10 +44,27 @@ def embed_image(engine: Engine, data: bytes) -> Embedding:
     return emb
 
 
-def handle(ev: ObjectEvent, rt: Runtime) -> Result:
+@dataclass(frozen=True)
+class Fetched:
+    """What ``fetch`` read for an object still to embed: the bytes, or the permanent error that refuses it."""
+
+    meta: ObjectMeta
+    data: bytes = b""
+    error: ImageError | None = None
+
+
+# A create event's I/O before the engine: a terminal Result, or the object to embed.
+Fetch = Callable[[], "Result | Fetched"]
+
+
+def handle(ev: ObjectEvent, rt: Runtime, fetched: Fetch | None = None) -> Result:
+    """``fetched``: this event's ``fetch``, already started (``handler.prefetch``); else it runs here."""
     with logger.append_context_keys(s3_uri=ev.uri, event_name=ev.event_name, order_key=ev.order_key):
         t0 = time.perf_counter()
-        result = remove(ev, rt) if ev.action is Action.REMOVED else create(ev, rt)
+        if ev.action is Action.REMOVED:
+            result = remove(ev, rt)
+        else:
+            result = finish(ev, rt, fetched() if fetched else fetch(ev, rt))
         count(f"Objects{result.outcome.value.capitalize()}")
         duration_ms = round((time.perf_counter() - t0) * 1e3, 1)  # read + embed + write of this object
         logger.info(
@@ -61,6 +79,13 @@ def remove(ev: ObjectEvent, rt: Runtime) -> Result:
 
 
 def create(ev: ObjectEvent, rt: Runtime) -> Result:
+    return finish(ev, rt, fetch(ev, rt))
+
+
+def fetch(ev: ObjectEvent, rt: Runtime) -> Result | Fetched:
+    """Reads only (safe to run ahead, in another thread): the stored item's checks, then the object (or,
+    over the size limit, its HEAD). Writes nothing: ordering and idempotency are decided by ``finish``'s
+    conditional writes, these checks only skip work."""
     meta = ObjectMeta(
         bucket=ev.bucket,
         key=ev.key,
@@ -89,7 +114,7 @@ def create(ev: ObjectEvent, rt: Runtime) -> Result:
             raise TransientError(str(exc)) from exc
         meta = replace(meta, etag=head.etag or meta.etag, version_id=head.version_id or meta.version_id,
                        size=head.size, content_type=head.content_type)  # fmt: skip
-        return fail(rt, ev, meta, ImageTooLarge(f"object is {head.size} bytes; the limit is {max_bytes}"))
+        return Fetched(meta, error=ImageTooLarge(f"object is {head.size} bytes; the limit is {max_bytes}"))
     try:
         blob = objects.read_object(
             rt.s3, ev.bucket, ev.key, max_bytes=max_bytes, etag=ev.etag, version_id=ev.version_id
@@ -101,7 +126,7 @@ def create(ev: ObjectEvent, rt: Runtime) -> Result:
     except AccessDenied as exc:  # a permissions problem someone can fix: retry, then the DLQ keeps it
         raise TransientError(str(exc)) from exc
     except ImageTooLarge as exc:
-        return fail(rt, ev, meta, exc)
+        return Fetched(meta, error=exc)
     meta = replace(
         meta,
         etag=blob.etag or meta.etag,
@@ -109,8 +134,18 @@ def create(ev: ObjectEvent, rt: Runtime) -> Result:
         size=blob.size,
         content_type=blob.content_type,
     )
+    return Fetched(meta, blob.data)
+
+
+def finish(ev: ObjectEvent, rt: Runtime, fetched: Result | Fetched) -> Result:
+    """The engine and the writes, in event order: embed, conditional put (or the failure record), confirm."""
+    if isinstance(fetched, Result):
+        return fetched
+    meta = fetched.meta
+    if fetched.error is not None:
+        return fail(rt, ev, meta, fetched.error)
     try:
-        emb = embed_image(rt.engine, blob.data)
+        emb = embed_image(rt.engine, fetched.data)
     except ImageError as exc:
         return fail(rt, ev, meta, exc)
     if not rt.sink.put_embedding(meta, emb):

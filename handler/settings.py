@@ -24,6 +24,7 @@ MAX_BATCH_IMAGES = "MAX_BATCH_IMAGES"
 RECORD_FAILURES = "RECORD_FAILURES"
 ALLOWED_S3_BUCKETS = "ALLOWED_S3_BUCKETS"
 API_ALLOW_STORE = "API_ALLOW_STORE"
+S3_PREFETCH = "S3_PREFETCH"
 # Read by Powertools itself (we only default them) and by the runtime client.
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -35,6 +36,9 @@ SAM_LOCAL = "AWS_SAM_LOCAL"  # set by `sam local`
 DEFAULT_SERVICE = "clip-lambda"
 DEFAULT_NAMESPACE = "ClipLambda"
 DEFAULT_MAX_BATCH = 16  # images per API request: bounded so one request fits Lambda's time and memory
+# Objects the S3 function reads ahead while it embeds (handler.prefetch): 2 covers S3's first-byte latency at
+# every memory size measured; each holds at most MAX_IMAGE_BYTES. 0 reads each object in turn.
+DEFAULT_PREFETCH = 2
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Settings:
     allowed_buckets: tuple[str, ...] = ()
     # Whether the API honours "store": true (turn off for a public API: callers then cannot write items).
     allow_store: bool = True
+    prefetch: int = DEFAULT_PREFETCH
 
     @property
     def limits(self) -> Limits:
@@ -70,6 +75,7 @@ class Settings:
             record_failures=_flag(env.get(RECORD_FAILURES, "true")),
             allowed_buckets=tuple(b.strip() for b in env.get(ALLOWED_S3_BUCKETS, "").split(",") if b.strip()),
             allow_store=_flag(env.get(API_ALLOW_STORE, "true")),
+            prefetch=max(0, int(env.get(S3_PREFETCH, DEFAULT_PREFETCH))),
         )
 
 
