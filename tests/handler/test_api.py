@@ -90,6 +90,8 @@ def test_json_batch_in_order_with_errors_in_place(rt, context, photo, photo2) ->
         (404, "s3_not_found"),
         (400, "invalid_s3_uri"),
     ]
+    assert [x.get("s3") for x in r[4:]] == [f"s3://{BUCKET}/missing.jpg", "https://example.com/x.jpg"]  # named
+    assert r[3]["error"]["message"].startswith("images[3].data is not valid base64")
     assert rt.sink.get(f"s3://{BUCKET}/dir/in s3.jpg") is None  # store defaults to false
 
 
@@ -161,7 +163,9 @@ def test_raw_body_errors(rt, context, photo, body, content_type, status, code) -
 def test_raw_body_that_is_not_base64(rt, context) -> None:
     ev = http_event("POST", "/embed", "x", "image/jpeg")
     ev["body"], ev["isBase64Encoded"] = "%%%%", True
-    assert_error(call(ev, context), 400, "invalid_base64")
+    status_body = call(ev, context)
+    assert_error(status_body, 400, "invalid_base64")
+    assert status_body[1]["error"]["message"].startswith("request body is not valid base64")
 
 
 @pytest.mark.parametrize(
@@ -260,6 +264,7 @@ def test_openapi_document_is_current() -> None:
         f"s3://{BUCKET}/",
         f"s3://{BUCKET}/" + "k" * 1025,
         "http://example.com/x.jpg",
+        f"gs://{BUCKET}/key.jpg",  # another scheme of the same length: not read as s3://
     ],
 )
 def test_malformed_s3_references_are_400_not_503(rt, context, monkeypatch, uri) -> None:
@@ -267,6 +272,29 @@ def test_malformed_s3_references_are_400_not_503(rt, context, monkeypatch, uri) 
     status, body = embed_json({"images": [{"s3": uri}]}, context)
     assert status == 200
     assert (body["results"][0]["status"], body["results"][0]["error"]["code"]) == (400, "invalid_s3_uri")
+
+
+def test_an_invalid_s3_reference_says_what_is_wrong(rt, context) -> None:
+    status, body = embed_json({"images": [{"s3": "s3://my bucket/key.jpg"}]}, context)
+    assert status == 200 and body["results"][0]["error"]["code"] == "invalid_s3_uri"
+    assert "'my bucket'" in body["results"][0]["error"]["message"]
+
+
+def test_a_reference_botocore_refuses_is_400_for_its_image(rt, context, photo, monkeypatch) -> None:
+    """A name our own check lets through but botocore refuses before sending (ParamValidationError): the
+    caller's input, so a 400 on that image with the reference named, never a 503 or a failed request."""
+    from botocore.exceptions import ParamValidationError
+
+    def refused(**kw: Any) -> Any:
+        raise ParamValidationError(report="Invalid bucket name")
+
+    monkeypatch.setattr(rt.s3, "get_object", refused)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/odd.jpg"}, {"data": b64(photo)}]}, context)
+    assert status == 200
+    first, second = body["results"]
+    assert (first["status"], first["error"]["code"]) == (400, "invalid_s3_uri")
+    assert f"s3://{BUCKET}/odd.jpg" in first["error"]["message"]
+    assert len(second["embedding"]) == 512
 
 
 def test_s3_references_outside_the_allowed_buckets_are_403(rt, context, monkeypatch) -> None:
@@ -292,6 +320,13 @@ def test_store_can_be_turned_off(rt, context, photo) -> None:
     assert rt.sink.get(f"s3://{BUCKET}/p.jpg") is None
     status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/p.jpg"}]}, context)  # reading still works
     assert status == 200 and len(body["results"][0]["embedding"]) == 512
+
+
+def test_store_ignores_inline_images(rt, context, photo) -> None:
+    """store=true writes items for s3 references only: an inline image has no object to store under."""
+    status, body = embed_json({"images": [{"data": b64(photo)}], "store": True}, context)
+    assert status == 200 and len(body["results"][0]["embedding"]) == 512
+    assert "stored" not in body["results"][0] and "error" not in body["results"][0]
 
 
 def test_text_body_with_a_lone_surrogate_is_400(rt, context) -> None:
@@ -388,6 +423,8 @@ def test_invalid_request_names_the_field(rt, context) -> None:
     assert body["error"]["message"].startswith("images: ")
     status, body = embed_json("[1]", context)  # no location: the message does not start with ": "
     assert status == 400 and not body["error"]["message"].startswith((":", " "))
+    status, body = embed_json({"images": [{"data": "aGk="}], "X-Request-Id": "1"}, context)  # an unknown field
+    assert body["error"]["message"].startswith("X-Request-Id: ")  # named verbatim
 
 
 def test_a_store_that_fails_is_reported_on_its_image(rt, context, photo, monkeypatch) -> None:
@@ -444,3 +481,23 @@ def test_the_readme_error_table_is_the_api_errors_table() -> None:
         for code in re.findall(r"`([a-z0-9_]+)`", re.sub(r"\([^)]*\)", "", row[1]))
     }
     assert documented == API_ERRORS
+
+
+def test_a_request_error_reads_as_its_message() -> None:
+    from handler.errors import RequestError
+
+    exc = RequestError("invalid_base64", "request body is not valid base64")
+    assert str(exc) == exc.message == "request body is not valid base64"  # in a traceback or a log, too
+    assert (exc.code, exc.http_status) == ("invalid_base64", 400)
+
+
+def test_the_failure_metric_is_in_the_functions_namespace(capsys, monkeypatch) -> None:
+    """EmbedFailures goes to the same namespace as every other metric, also where the environment does not
+    name one (the default namespace applies)."""
+    from handler import observability
+
+    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
+    observability.record_failure("not_an_image")
+    [blob] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "EmbedFailures" in x]
+    assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == observability.NAMESPACE
+    assert blob["code"] == "not_an_image"

@@ -29,6 +29,7 @@ def test_sam_s3_put_sample() -> None:
     assert e.sequencer == "0A1B2C3D4E5F678901"
     assert e.event_time == datetime(1970, 1, 1, tzinfo=UTC)
     assert e.uri == "s3://example-bucket/test/key"
+    assert e.source == "s3"
 
 
 def test_sam_s3_delete_sample() -> None:
@@ -131,6 +132,19 @@ def test_unknown_shapes_are_malformed() -> None:
             events.from_payload(payload)
 
 
+@pytest.mark.parametrize("body", ["5", "null", "1.5", '"a Message"', "true"])
+def test_sqs_bodies_that_are_json_but_not_objects_are_malformed(body: str) -> None:
+    with pytest.raises(MalformedEvent, match="unrecognised event shape"):
+        events.from_message_body(body)
+
+
+def test_only_an_sns_notification_envelope_is_unwrapped() -> None:
+    inner = json.dumps(s3_put("x.jpg"))
+    for envelope in ({"Message": inner}, {"Type": "SubscriptionConfirmation", "Message": inner}):
+        with pytest.raises(MalformedEvent, match="unrecognised event shape"):
+            events.from_payload(envelope)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -143,6 +157,8 @@ def test_unknown_shapes_are_malformed() -> None:
         ("size", -1),
         ("size", "lots"),
         ("size", [1]),
+        ("size", 2.5),  # S3 sends an integer: a float or a bool is not one
+        ("size", True),
         ("sequencer", "not-hex!"),
         ("sequencer", "0" * 65),
         ("eventTime", "yesterday"),
@@ -216,3 +232,10 @@ def test_etags_and_version_ids_up_to_1024_characters() -> None:
         events.ObjectEvent(Action.CREATED, "b", "k", datetime.now(UTC), "n", etag="e" * 1025)
     with pytest.raises(MalformedEvent, match="bucket"):
         events.ObjectEvent(Action.CREATED, "", "k", datetime.now(UTC), "n")
+
+
+def test_keys_up_to_s3s_1024_utf8_bytes() -> None:
+    t = datetime.now(UTC)
+    assert events.ObjectEvent(Action.CREATED, "b", "é" * 512, t, "n").key == "é" * 512  # 1024 bytes, 512 characters
+    with pytest.raises(MalformedEvent, match="1025 bytes"):
+        events.ObjectEvent(Action.CREATED, "b", "é" * 512 + "k", t, "n")

@@ -52,6 +52,22 @@ def test_every_outcome_names_its_object(rt, photo) -> None:
         Outcome.FAILED, f"s3://{BUCKET}/bad.bin", "not_an_image"
     )
     assert ingest.handle(event(rt, "k.jpg", seq="0D", action=Action.REMOVED), rt) == Result(Outcome.DELETED, uri)
+    with_max_bytes(rt, 100)  # an oversized event for an object deleted before its HEAD
+    gone = f"s3://{BUCKET}/deleted.jpg"
+    assert ingest.handle(event(rt, "deleted.jpg", seq="0B", size=101), rt) == Result(Outcome.GONE, gone)
+
+
+def test_an_object_deleted_while_it_was_embedded_leaves_no_item(rt, photo, monkeypatch) -> None:
+    meta = put(rt, "brief.jpg", photo)
+    embed_one = rt.engine.embed_one
+
+    def delete_then_embed(data: bytes) -> Any:
+        rt.s3.delete_object(Bucket=BUCKET, Key="brief.jpg")  # its delete event ran before our write
+        return embed_one(data)
+
+    monkeypatch.setattr(rt.engine, "embed_one", delete_then_embed)
+    assert ingest.handle(event(rt, "brief.jpg", **meta), rt) == Result(Outcome.GONE, f"s3://{BUCKET}/brief.jpg")
+    assert stored(rt, "brief.jpg") is None
 
 
 def test_the_size_limit_is_inclusive(rt, photo) -> None:
@@ -73,6 +89,32 @@ def test_an_oversized_object_is_recorded_with_its_head_metadata(rt, photo) -> No
     assert item is not None and item["error_code"] == "image_too_large"
     assert (item["size"], item["content_type"]) == (len(photo), "image/jpeg")  # the first version's, from HEAD
     assert (item["etag"], item["version_id"]) == (first["etag"], first["version_id"])
+
+
+def test_an_oversized_object_takes_what_the_event_lacks_from_the_head(rt, photo) -> None:
+    """An event with neither ETag nor version pins nothing: the failure record describes the object the
+    HEAD saw (its size, ETag and version), not the size the event claimed for an earlier one."""
+    rt.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    with_max_bytes(rt, 100)
+    earlier = put(rt, "grown.jpg", photo + bytes(1000))
+    current = put(rt, "grown.jpg", photo)
+    assert ingest.handle(event(rt, "grown.jpg", size=earlier["size"]), rt).code == "image_too_large"
+    item = stored(rt, "grown.jpg")
+    assert item is not None
+    assert (item["size"], item["etag"], item["version_id"]) == (len(photo), current["etag"], current["version_id"])
+
+
+def test_an_object_refused_by_its_get_is_recorded_under_the_events_identity(rt, photo) -> None:
+    """No size in the event: the GET's Content-Length refuses the object. The failure record carries the
+    event's ETag and version, so the same event redelivered is a duplicate and is not downloaded again."""
+    rt.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    with_max_bytes(rt, 100)
+    meta = put(rt, "nosize.jpg", photo)
+    ev = event(rt, "nosize.jpg", etag=meta["etag"], version_id=meta["version_id"])
+    assert ingest.handle(ev, rt) == Result(Outcome.FAILED, f"s3://{BUCKET}/nosize.jpg", "image_too_large")
+    item = stored(rt, "nosize.jpg")
+    assert item is not None and (item["etag"], item["version_id"]) == (meta["etag"], meta["version_id"])
+    assert ingest.handle(ev, rt).outcome is Outcome.DUPLICATE
 
 
 def test_an_oversized_object_replaced_since_its_event_is_left_to_the_newer_event(rt, photo) -> None:
@@ -99,7 +141,7 @@ def test_a_write_that_loses_the_race_is_stale(rt, photo, monkeypatch) -> None:
     assert ingest.handle(event(rt, "race.jpg", **meta), rt) == Result(Outcome.STALE, f"s3://{BUCKET}/race.jpg")
     put(rt, "race.bin", b"junk")
     monkeypatch.setattr(rt.sink, "put_failure", lambda *a: False)
-    assert ingest.handle(event(rt, "race.bin"), rt).outcome is Outcome.STALE
+    assert ingest.handle(event(rt, "race.bin"), rt) == Result(Outcome.STALE, f"s3://{BUCKET}/race.bin")
 
 
 @pytest.mark.parametrize("operation", ["head_object", "get_object"])
@@ -117,6 +159,7 @@ def test_access_denied_is_retried_with_its_reason(rt, photo, monkeypatch, operat
 
 
 def test_the_api_store_is_ordered_by_last_modified(rt, photo) -> None:
+    rt.s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     put(rt, "api.jpg", photo)
     blob = __import__("handler.objects", fromlist=["read_object"]).read_object(
         rt.s3, BUCKET, "api.jpg", max_bytes=10**7
@@ -125,4 +168,5 @@ def test_the_api_store_is_ordered_by_last_modified(rt, photo) -> None:
     assert ingest.store(rt, blob, emb) is Outcome.EMBEDDED
     item = stored(rt, "api.jpg")
     assert item is not None and item["order_key"].startswith("0") and "sequencer" not in item
-    assert (item["etag"], item["size"]) == (blob.etag, blob.size)
+    assert (item["etag"], item["size"], item["version_id"]) == (blob.etag, blob.size, blob.version_id)
+    assert blob.version_id  # the bucket is versioned: the item names the version it embedded

@@ -37,6 +37,28 @@ def test_sequencer_order_right_pads_and_beats_event_time() -> None:
     assert len(item.order_key("AB", t)) == 1 + item.SEQUENCER_WIDTH
 
 
+def test_sequencer_keys_compare_with_keys_in_s3s_own_form() -> None:
+    """S3 writes sequencers in upper-case hex: a key made from a lower-case one still sorts by value against
+    the keys already stored (a lower-case normal form would put ``a`` after ``B``)."""
+    t = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    stored_b = "1" + "0B".ljust(item.SEQUENCER_WIDTH, "0")  # an item written for S3's sequencer 0B
+    assert item.order_key("0a", t) < stored_b < item.order_key("0c", t)
+
+
+def test_time_keys_are_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    t = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+    utc_key = item.order_key(None, t)
+    monkeypatch.setenv("TZ", "JST-9")  # POSIX form: no tz database needed
+    time.tzset()
+    try:
+        assert item.order_key(None, t) == utc_key == "020240501T120000.000000"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_pk_is_the_uri_with_the_key_verbatim() -> None:
     assert item.pk("b", "dir/a b+c.jpg") == "s3://b/dir/a b+c.jpg" == ObjectMeta("b", "dir/a b+c.jpg", "0").pk
 

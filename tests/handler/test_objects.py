@@ -145,5 +145,11 @@ def test_exists_cannot_tell_on_access_denied_and_retries_the_rest(monkeypatch: p
 
     assert objects.exists(Client(client_error("AccessDenied", 403)), "b", "k") is True  # keep the item
     assert objects.exists(Client(client_error("PreconditionFailed", 412)), "b", "k") is True
-    with pytest.raises(TransientError):
+    with pytest.raises(TransientError, match="s3://b/k"):  # the error names the object, as map_error's do
         objects.exists(Client(client_error("SlowDown", 503)), "b", "k")
+
+
+def test_an_empty_object_has_size_zero(s3: Any) -> None:
+    put(s3, "empty.jpg", b"")
+    assert objects.head_object(s3, BUCKET, "empty.jpg").size == 0
+    assert objects.read_object(s3, BUCKET, "empty.jpg", max_bytes=100).size == 0

@@ -39,6 +39,13 @@ def test_every_variable_is_read() -> None:
     assert (s.sink, s.engine.threads) == ("other", 2)  # the engine's variables ride along in Settings.engine
 
 
+def test_the_process_environment_is_read_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TABLE_NAME", "from-the-environment")
+    monkeypatch.setenv("MAX_BATCH_IMAGES", "5")
+    s = Settings.from_env()
+    assert (s.table_name, s.max_batch) == ("from-the-environment", 5)
+
+
 def test_flags_accept_the_usual_spellings() -> None:
     for off in ("false", "False", "0", "no", "off"):
         assert Settings.from_env({"RECORD_FAILURES": off}).record_failures is False
@@ -50,6 +57,14 @@ def test_an_unknown_sink_is_refused_at_init_with_the_choices() -> None:
     with pytest.raises(ValueError, match="dynamodb"):
         sinks.connect(Settings(sink="nosuch"), session=None, client_config=None)
     assert "dynamodb" in sinks.available()
+
+
+def test_private_modules_of_the_sinks_package_are_not_sinks(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared helper module (``_name.py``) next to the sinks is not offered as a SINK."""
+    (tmp_path / "_shared.py").write_text("")
+    (tmp_path / "other.py").write_text("")
+    monkeypatch.setattr(sinks, "__path__", [*sinks.__path__, str(tmp_path)])
+    assert sinks.available() == ["dynamodb", "other"]
 
 
 def test_observability_names_default_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:
