@@ -48,7 +48,7 @@ def step(name, fn):
 step("numpy", lambda: __import__("numpy"))
 step("PIL", lambda: __import__("PIL.Image"))
 step("onnxruntime", lambda: __import__("onnxruntime"))
-step("boto3", lambda: __import__("boto3"))
+step("botocore", lambda: __import__("botocore.session"))
 step("aws_lambda_powertools", lambda: __import__("aws_lambda_powertools.logging"))
 step("handler.s3 (rest of the imports)", lambda: __import__("handler.s3"))
 step("handler.api (rest of the imports)", lambda: __import__("handler.api"))

@@ -1,20 +1,26 @@
 """Cost of the S3 function per image at Lambda memory sizes, reproduced with `docker run --cpus --memory`.
 
-    .venv/bin/python -m bench.cost --image clip-lambda:test [--memory 1024 1769 3008 3538]
+    .venv/bin/python -m bench.cost --image clip-lambda:test [--memory 512 1024 1769] [--prefetch 0 2]
 
 Lambda gives a function CPU time in proportion to its memory (1,769 MB = one vCPU), while the process
 sees 2 CPUs up to 3,008 MB. ``docker run --cpus M/1769 --memory M`` reproduces that slice (CFS quota over
 the visible CPUs), and ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE=M`` lets the function size its thread pool as on
-Lambda. For each size: a fresh container under the RIE behind moto (S3 → SQS → function → DynamoDB on
-loopback), one warm-up batch (its INIT is recorded), then ``--batches`` batches of ``--batch-size``
-12-MP JPEGs (scikit-learn's china.jpg and flower.jpg upscaled to 4000x3000, quality 90: phone-photo
-sized files), each batch one invoke, as the template's SQS event source delivers them.
+Lambda. For each size and read-ahead depth (``S3_PREFETCH``): a fresh container under the RIE behind moto
+(S3 → SQS → function → DynamoDB on loopback), one warm-up batch (its INIT is recorded), then ``--batches``
+batches of ``--batch-size`` 12-MP JPEGs (scikit-learn's china.jpg and flower.jpg upscaled to 4000x3000,
+quality 90: phone-photo sized files), each batch one invoke, as the template's SQS event source delivers
+them. The function reads S3 through a proxy that adds S3's latency (``--s3-first-byte-ms``, default 30 ms
+before the first byte, and ``--s3-mbps``, 50 MB/s per connection): on loopback a read costs nothing, which
+would hide what read-ahead saves.
 
-Billing model (us-east-1, x86_64): duration billed per 1 ms at $0.0000166667 per GB-s, plus $0.20 per
-million requests. One invoke carries ``--batch-size`` images, so a million images are 1e6/batch-size
-requests. $/M images = GB-s per image x price x 1e6 + requests. INIT of a cold start (billed for
-container images) is amortized over a warm environment's life and left out; SQS, S3 and DynamoDB charges
-are the same at every memory size and are left out too. Writes bench/results/<cpu kind>/lambda_cost.json, .md.
+Billing: duration billed per 1 ms (x86_64 $0.0000166667, arm64 $0.0000133334 per GB-s) plus $0.20 per
+million requests; one invoke carries ``--batch-size`` images. arm64 is not measured here (no arm64 CPU;
+QEMU's speed says nothing): its columns take this CPU's billed time per image, replace the measured
+inference time by the README's Graviton2 estimate (``ARM64_INFERENCE_MS_PER_VCPU``, from peak int8
+multiply-accumulates per cycle) divided by the size's vCPU share, and keep the rest (decode, I/O) as
+measured. The all-in column adds the per-image charges of the other services (``OTHER_USD``,
+list prices, us-east-1, with the date they were taken). INIT (billed for container images) is amortized
+over a warm environment's life and left out. Writes bench/results/<cpu kind>/lambda_cost.json, .md.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +40,32 @@ from PIL import Image
 
 from bench.machine import results_dir, write_report
 from infra.local.container_rie import ContainerFunction
+from infra.local.faults import FaultProxy
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
 from layer.settings import LAMBDA_MB_PER_VCPU
 
 RESULTS = results_dir()  # bench/results/<this CPU kind>/
-GB_SECOND_USD = 0.0000166667
+GB_SECOND_USD = 0.0000166667  # x86_64
+GB_SECOND_USD_ARM64 = 0.0000133334
 REQUEST_USD = 0.20 / 1e6
-SIZES = (1024, 1769, 3008, 3538)
+# README, "CPU paths": Graviton2's int8 rate ≈ an AVX2 core's exact u8 kernel, ~100-130 ms per image on one vCPU.
+ARM64_INFERENCE_MS_PER_VCPU = 115.0
+SIZES = (512, 768, 1024, 1536, 1769, 3008)
+PRICES_DATE = "us-east-1 list prices as published in 2025; no pricing page is reachable here: check before quoting"
+# Per image, every service but Lambda compute (us-east-1 list prices):
+OTHER_USD = {
+    # PutItem of ~2.3 KB (vector 2 KB + attributes): 3 write units at $0.625 per million (on-demand).
+    "dynamodb_write": 3 * 0.625 / 1e6,
+    # The strongly consistent GetItem of the duplicate check: 1 read unit at $0.125 per million.
+    "dynamodb_read": 0.125 / 1e6,
+    # GET of the object, and the HEAD after the write that closes the delete race: $0.0004 per 1,000 each.
+    "s3_get": 0.0004 / 1e3,
+    "s3_head": 0.0004 / 1e3,
+    # SQS standard, $0.40 per million requests: S3's SendMessage per image, plus the event source
+    # mapping's receive and delete per batch of 10 (~0.2 per image); polling while idle is left out.
+    "sqs": 1.2 * 0.40 / 1e6,
+}
 
 
 def twelve_mp_jpegs() -> list[bytes]:
@@ -78,14 +103,33 @@ def put_batch(stack: MotoStack, photos: list[bytes], prefix: str, n: int) -> Non
         s3.put_object(Bucket=stack.names.bucket, Key=f"{prefix}/{i:03d}.jpg", Body=photos[i % len(photos)])
 
 
-def measure_size(image: str, memory: int, photos: list[bytes], batch_size: int, batches: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class S3Latency:
+    first_byte_ms: float = 30.0
+    mbps: float = 50.0  # MB/s per connection
+
+
+def measure_size(
+    image: str, memory: int, photos: list[bytes], batch_size: int, batches: int, prefetch: int, latency: S3Latency
+) -> dict[str, Any]:
     # A fresh stack per size: its own queue and table, no leftovers between sizes.
-    with MotoStack(names=StackNames(visibility_timeout=900)) as stack:
+    with (
+        MotoStack(names=StackNames(visibility_timeout=900)) as stack,
+        FaultProxy(
+            stack.endpoint,
+            mode="slow",
+            flavor="s3",
+            delay_s=latency.first_byte_ms / 1e3,
+            bytes_per_s=latency.mbps * 1e6,
+        ) as s3_proxy,
+    ):
         sqs = stack.client("sqs")
         while msgs := sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=1).get("Messages"):
             for m in msgs:  # the s3:TestEvent queued when the notification was configured
                 sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=m["ReceiptHandle"])
-        env = stack.function_env(POWERTOOLS_TRACE_DISABLED="true")
+        env = stack.function_env(
+            POWERTOOLS_TRACE_DISABLED="true", AWS_ENDPOINT_URL_S3=s3_proxy.endpoint, S3_PREFETCH=str(prefetch)
+        )
         fn = ContainerFunction(image, "handler.s3.lambda_handler", env=env, memory_mb=memory, timeout_s=900)
         with fn:
             poller = SqsPoller(sqs, stack.queue_url, stack.queue_arn, fn.invoke, batch_size=batch_size)
@@ -111,8 +155,19 @@ def measure_size(image: str, memory: int, photos: list[bytes], batch_size: int, 
     invokes_per_m = 1e6 * len(timed) / images
     compute_usd = gb_s_per_image * GB_SECOND_USD * 1e6
     request_usd = invokes_per_m * REQUEST_USD
+    other_usd = sum(OTHER_USD.values()) * 1e6
+    cpus = min(memory / LAMBDA_MB_PER_VCPU, 2.0)
+    arm64_ms = ms_per_image - stages.get("InferenceTime", 0.0) + ARM64_INFERENCE_MS_PER_VCPU / cpus
+    arm64_usd = memory / 1024 * arm64_ms / 1000 * GB_SECOND_USD_ARM64 * 1e6
     return {
         "memory_mb": memory,
+        "prefetch": prefetch,
+        "wall_ms_per_batch": round(statistics.median(r.duration_ms for r in timed), 1),
+        "gb_s_per_image": round(gb_s_per_image, 5),
+        "ms_per_image_arm64_est": round(arm64_ms, 1),
+        "usd_compute_arm64_est": round(arm64_usd, 2),
+        "usd_all_in": round(compute_usd + request_usd + other_usd, 2),
+        "usd_all_in_arm64_est": round(arm64_usd + request_usd + other_usd, 2),
         "cpus": round(memory / LAMBDA_MB_PER_VCPU, 3),
         "init_ms": reports[0].init_ms,
         "invokes": len(timed),
@@ -133,27 +188,35 @@ def measure_size(image: str, memory: int, photos: list[bytes], batch_size: int, 
 
 def markdown(result: dict[str, Any]) -> str:
     rows = result["sizes"]
-    cheapest = min(rows, key=lambda r: r["usd_per_million_images"])
+    cheapest = min(rows, key=lambda r: r["usd_per_million_images"])  # x86, measured
+    lat = result["s3_latency"]
     lines = [
         f"S3 function on 12-MP JPEGs (4000x3000, q90), batches of {result['batch_size']} images per invoke, "
-        f"{result['batches']} timed batches per size; `docker run --cpus M/1769 --memory M` under the RIE; "
+        f"{result['batches']} timed batches per size; `docker run --cpus M/1769 --memory M` under the RIE; S3 "
+        f"behind a proxy adding {lat['first_byte_ms']:.0f} ms to first byte and {lat['mbps']:.0f} MB/s; "
         f"load average {result['loadavg']} on a 2-core host.",
         "",
-        "| memory MB | vCPU share | ms / image (billed) | $ / million images | of which requests "
+        "| memory MB | vCPU share | read-ahead | batch wall ms | ms / image (billed) | GB-s / image "
+        "| $/M compute x86 | $/M compute arm64 (est.) | $/M all-in x86 | $/M all-in arm64 (est.) "
         "| S3 read / decode / preprocess / inference / write ms |",
-        "| ---: | ---: | ---: | ---: | ---: | --- |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         mark = " **(cheapest)**" if r is cheapest else ""
         stages = " / ".join(f"{r['stage_ms_per_image'].get(k, float('nan')):.0f}" for k in STAGES)
         lines.append(
-            f"| {r['memory_mb']} | {r['cpus']:.2f} | {r['ms_per_image']:.0f} | "
-            f"{r['usd_per_million_images']:.2f}{mark} | {r['usd_requests']:.3f} | {stages} |"
+            f"| {r['memory_mb']} | {r['cpus']:.2f} | {r['prefetch']} | {r['wall_ms_per_batch']:.0f} "
+            f"| {r['ms_per_image']:.0f} | {r['gb_s_per_image']:.4f} | {r['usd_compute']:.2f}{mark} "
+            f"| {r['usd_compute_arm64_est']:.2f} | {r['usd_all_in']:.2f} | {r['usd_all_in_arm64_est']:.2f} | {stages} |"
         )
+    other = ", ".join(f"{k.replace('_', ' ')} ${v * 1e6:.3f}" for k, v in OTHER_USD.items())
     lines += [
         "",
-        f"Prices: ${GB_SECOND_USD} per GB-s (x86_64) + $0.20 per million requests; one request carries "
-        f"{result['batch_size']} images. INIT, SQS, S3 and DynamoDB charges are not included.",
+        f"$/M = GB-s per image x price x 1e6 + requests (1e6 / {result['batch_size']} x $0.20 / 1e6). Prices "
+        f"({PRICES_DATE}): ${GB_SECOND_USD} per GB-s x86_64, ${GB_SECOND_USD_ARM64} arm64, $0.20 per million "
+        f"requests; all-in adds, per million images: {other}. arm64 is estimated, not measured: this CPU's "
+        f"time per image with inference replaced by {ARM64_INFERENCE_MS_PER_VCPU:.0f} ms / vCPU share (README, "
+        "CPU paths). INIT is not included.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -164,15 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--batches", type=int, default=3)
+    ap.add_argument("--prefetch", type=int, nargs="+", default=[2], help="S3_PREFETCH depths to compare")
+    ap.add_argument("--s3-first-byte-ms", type=float, default=S3Latency.first_byte_ms)
+    ap.add_argument("--s3-mbps", type=float, default=S3Latency.mbps)
     ap.add_argument("--out", type=Path, default=RESULTS / "lambda_cost.json")
     args = ap.parse_args(argv)
 
     photos = twelve_mp_jpegs()
+    latency = S3Latency(args.s3_first_byte_ms, args.s3_mbps)
     sizes = []
     for memory in args.memory:
-        row = measure_size(args.image, memory, photos, args.batch_size, args.batches)
-        print(json.dumps({k: v for k, v in row.items() if k not in ("invoke_ms", "batch_sizes")}), flush=True)
-        sizes.append(row)
+        for depth in args.prefetch:
+            row = measure_size(args.image, memory, photos, args.batch_size, args.batches, depth, latency)
+            print(json.dumps({k: v for k, v in row.items() if k not in ("invoke_ms", "batch_sizes")}), flush=True)
+            sizes.append(row)
     result = {
         "image": args.image,
         "batch_size": args.batch_size,
@@ -180,7 +248,14 @@ def main(argv: list[str] | None = None) -> int:
         "photo_bytes": [len(p) for p in photos],
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "price": {"gb_second_usd": GB_SECOND_USD, "request_usd": REQUEST_USD},
+        "s3_latency": {"first_byte_ms": latency.first_byte_ms, "mbps": latency.mbps},
+        "price": {
+            "date": PRICES_DATE,
+            "gb_second_usd": GB_SECOND_USD,
+            "gb_second_usd_arm64": GB_SECOND_USD_ARM64,
+            "request_usd": REQUEST_USD,
+            "other_usd_per_image": OTHER_USD,
+        },
         "sizes": sizes,
     }
     print(write_report(result, args.out, markdown))

@@ -2,9 +2,10 @@
 
 Modes: ``pass`` (forward), ``throttle`` (DynamoDB's 400 ``ThrottlingException``, or S3's 503 ``SlowDown``,
 which botocore retries and then raises), ``error`` (HTTP 500), ``down`` (close the connection without
-answering, as an unreachable endpoint) and ``slow`` (forward after ``delay_s``). The tests switch ``mode`` to
-simulate an outage "for a while"; a ``chooser`` picks the mode per request instead (random faults in the
-soak test).
+answering, as an unreachable endpoint) and ``slow`` (forward after ``delay_s``, then send the response at
+``bytes_per_s`` when set: S3's first-byte latency and per-connection throughput, for the cost
+measurement). The tests switch ``mode`` to simulate an outage "for a while"; a ``chooser`` picks the mode
+per request instead (random faults in the soak test).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 from infra.local.net import HOST
 
 Mode = Literal["pass", "throttle", "error", "down", "slow"]
+_CHUNK = 64 * 1024  # paced writes of the ``slow`` mode
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -32,7 +34,8 @@ class FaultProxy:
     port: int = 0
     flavor: Literal["dynamodb", "s3"] = "dynamodb"  # the shape of injected errors
     chooser: Callable[[], Mode] | None = None  # per-request mode; None: ``mode``
-    delay_s: float = 0.3  # the ``slow`` mode's delay
+    delay_s: float = 0.3  # the ``slow`` mode's delay before the first byte
+    bytes_per_s: float | None = None  # the ``slow`` mode's response rate (None: as fast as loopback)
     counts: dict[str, int] = field(default_factory=lambda: {"pass": 0, "throttle": 0, "error": 0, "down": 0, "slow": 0})
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -47,6 +50,7 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body are separate writes (see api_gateway.py)
 
             def log_message(self, format: str, *args: object) -> None:
                 return
@@ -78,7 +82,12 @@ class FaultProxy:
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if mode == "slow" and proxy.bytes_per_s:
+                    for i in range(0, len(data), _CHUNK):
+                        self.wfile.write(data[i : i + _CHUNK])
+                        time.sleep(min(_CHUNK, len(data) - i) / proxy.bytes_per_s)
+                else:
+                    self.wfile.write(data)
 
             def _inject(self, mode: str) -> None:
                 if proxy.flavor == "s3":
