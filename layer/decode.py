@@ -99,15 +99,16 @@ def _float_to_l(band: Image.Image) -> Image.Image:
 
 
 def _on_white(band: Image.Image) -> Image.Image:
-    """transformers.image_transforms.convert_to_rgb: transparency composited over white."""
-    rgba = band.convert("RGBA")
+    """transformers.image_transforms.convert_to_rgb: transparency composited over white. (Pillow converts
+    premultiplied grey, "La" from a TIFF with associated alpha, to "LA" only.)"""
+    rgba = (band.convert("LA") if band.mode == "La" else band).convert("RGBA")
     return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
 
 
 def _flatten(img: Image.Image) -> Image.Image:
     """The decoded image as "RGB", or "L" when it has no colour: grey stays one byte per pixel until after the
     centre crop (converting L to RGB copies the value to three channels, so doing it later changes nothing)."""
-    transparent = "A" in img.getbands() or img.info.get("transparency") is not None
+    transparent = not {"A", "a"}.isdisjoint(img.getbands()) or img.info.get("transparency") is not None
     if img.mode in _SIXTEEN_BIT:
         return _by_bands(img, "L", _sixteen_to_l)
     if img.mode == "F":

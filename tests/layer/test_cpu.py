@@ -62,6 +62,11 @@ def test_only_the_first_processor_block_counts() -> None:
     assert CpuInfo.parse(GRAVITON2, "aarch64").flags == {"asimddp"}
 
 
+def test_blank_lines_before_the_first_block_are_skipped() -> None:
+    cpu = CpuInfo.parse("\n\n" + CASCADE, "x86_64")
+    assert cpu == CpuInfo.parse(CASCADE, "x86_64") and cpu.kernel_path == "x86-avx512-vnni"
+
+
 def test_unknown_arm_part_is_named_by_its_ids() -> None:
     cpu = CpuInfo.parse("Features\t: fp asimd\nCPU implementer\t: 0x61\nCPU part\t: 0x022\n", "aarch64")
     assert cpu.model == "arm64 implementer 0x61 part 0x022"
@@ -97,6 +102,13 @@ def test_detect_reads_the_file_and_survives_its_absence(tmp_path: Path) -> None:
 def test_int8_tuning_per_cpu(text: str, arch: str, config: dict[str, str], level: str) -> None:
     tuning = int8_tuning(CpuInfo.parse(text, arch), {"weight_type": "int8", "reduce_range": False})
     assert (dict(tuning.config), tuning.optimization) == (config, level)
+
+
+def test_the_macos_spelling_of_arm64_gets_the_arm_tuning() -> None:
+    cpu = CpuInfo.parse(GRAVITON2, "arm64")
+    assert cpu.kernel_path == "arm64-dotprod"
+    tuning = int8_tuning(cpu, {"weight_type": "int8", "reduce_range": False})
+    assert (dict(tuning.config), tuning.optimization) == ({"mlas.disable_kleidiai": "1"}, "basic")
 
 
 def test_weights_that_cannot_saturate_need_no_reencoding() -> None:

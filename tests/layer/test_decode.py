@@ -118,10 +118,16 @@ def test_exif_orientation_applied(orientation: int, size: tuple[int, int]) -> No
 
 def test_exif_orientation_can_be_ignored_like_hf() -> None:
     img = Image.new("RGB", (200, 100))
+    img.paste((255, 255, 255), (0, 0, 20, 20))  # white marker at the stored top-left
     exif = Image.Exif()
     exif[0x0112] = 6
     out = decode(encode(img, "JPEG", exif=exif.tobytes()), LIMITS, exif=False)
     assert out.image.size == (200, 100)
+    for orientation in (None, 6):  # the pixels as stored: neither turned nor mirrored
+        kw = {} if orientation is None else {"exif": exif.tobytes()}
+        stored = decode(encode(img, "PNG", **kw), LIMITS, exif=False)
+        assert (stored.width, stored.height) == (200, 100)
+        assert np.array_equal(np.asarray(stored.image), np.asarray(img))
 
 
 def test_draft_downscales_large_jpeg_but_reports_original_size() -> None:
@@ -306,3 +312,135 @@ def test_the_frame_type_is_read_past_segments_of_any_length() -> None:
     assert _sof_marker(b"\xff\xd8" + segment(0xD0, 4)) is None  # RST is not a frame
     assert _sof_marker(b"\xff\xd8\xff\xc0\x00") is None and _sof_marker(b"\xff\xd8\xff\xc2\x00\x11") == 0xC2
     assert _sof_marker(b"\xff\xd8\x00\xc0\x00\x11") is None  # not at a marker
+
+
+def _band_test_image(mode: str) -> Image.Image:
+    """A 40×30 image whose every row differs, in ``mode`` (alpha varies by row and column)."""
+    photo = resized_photo((40, 30))
+    if mode == "RGBA":
+        img = photo.convert("RGBA")
+        img.putalpha(Image.fromarray((np.add.outer(np.arange(30) * 6, np.arange(40) * 2) % 256).astype(np.uint8)))
+        return img
+    if mode == "LA":
+        return _band_test_image("RGBA").convert("LA")
+    if mode == "P":
+        return photo.convert("P", palette=Image.Palette.ADAPTIVE)
+    return photo.convert(mode)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"), [("RGBA", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("CMYK", "TIFF"), ("1", "PNG")]
+)
+def test_band_by_band_conversion_equals_converting_the_whole_image(
+    mode: str, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Conversions run a few rows at a time (memory); the result is the whole image's conversion."""
+    from layer import decode as dec
+
+    monkeypatch.setattr(dec, "_BAND_PIXELS", 40 * 7)  # bands of 7 rows: 7, 7, 7, 7, 2
+    img = _band_test_image(mode)
+    out = decode(encode(img, fmt), LIMITS).image
+    if mode in ("RGBA", "LA"):  # composited on white in one go
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        expected = Image.alpha_composite(white, img.convert("RGBA")).convert("RGB" if mode == "RGBA" else "L")
+    else:
+        expected = img.convert("L" if mode == "1" else "RGB")
+    assert out.mode == expected.mode and np.array_equal(np.asarray(out), np.asarray(expected))
+
+
+def test_each_row_is_converted_once_a_band_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from layer import decode as dec
+
+    monkeypatch.setattr(dec, "_BAND_PIXELS", 40 * 7)
+    img = _band_test_image("P")
+    bands: list[tuple[int, int]] = []
+
+    def convert(band: Image.Image) -> Image.Image:
+        bands.append(band.size)
+        return band.convert("RGB")
+
+    out = dec._by_bands(img, "RGB", convert)
+    assert bands == [(40, 7)] * 4 + [(40, 2)]  # the rows once each, never the whole image
+    assert np.array_equal(np.asarray(out), np.asarray(img.convert("RGB")))
+
+
+def test_grey_with_a_transparent_value_is_composited_in_one_channel() -> None:
+    img = Image.new("L", (30, 20), 7)  # 7 is the transparent value (PNG tRNS): white
+    img.paste(90, (0, 0, 15, 20))
+    out = decode(encode(img, transparency=7), LIMITS).image
+    assert out.mode == "L" and out.getpixel((5, 5)) == 90 and out.getpixel((25, 5)) == 255
+
+
+def _premultiplied_grey_tiff(img: Image.Image) -> bytes:
+    """``img`` ("LA") as a TIFF whose alpha is marked associated (ExtraSamples = 1), which Pillow opens as "La"
+    (it cannot write one)."""
+    import struct
+
+    data = bytearray(encode(img, "TIFF"))
+    assert data[:2] == b"II"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, entry)[0] == 338:  # ExtraSamples: 2 (unassociated) → 1 (associated)
+            struct.pack_into("<H", data, entry + 8, 1)
+    return bytes(data)
+
+
+def test_premultiplied_grey_alpha_is_composited_on_white_in_one_channel() -> None:
+    """Stored grey v with alpha a is premultiplied: the colour v·255/a over white is v + 255 − a."""
+    img = Image.new("LA", (30, 20), (0, 0))  # transparent
+    img.paste((100, 255), (0, 0, 10, 20))  # opaque
+    img.paste((50, 128), (10, 0, 20, 20))  # half-transparent, premultiplied
+    data = _premultiplied_grey_tiff(img)
+    assert Image.open(io.BytesIO(data)).mode == "La"
+    out = decode(data, LIMITS).image
+    assert out.mode == "L"
+    assert (out.getpixel((5, 5)), out.getpixel((25, 5))) == (100, 255)
+    assert abs(int(out.getpixel((15, 5))) - (50 + 255 - 128)) <= 1
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_an_image_that_needs_no_conversion_is_not_copied(mode: str) -> None:
+    """An RGB or grey decode is passed on as it is: a copy would need the decoded size again (64 MP: 192 MB)."""
+    from layer.decode import _flatten
+
+    img = Image.open(io.BytesIO(encode(Image.new(mode, (20, 10), 128))))
+    img.load()
+    assert _flatten(img) is img
+
+
+@pytest.mark.parametrize("missing", [64, 100])
+def test_a_jpeg_cut_a_few_blocks_before_its_end_is_refused(missing: int) -> None:
+    """The bytes that let libjpeg read ahead past a complete stream are decoded as data when the stream is
+    short; they must not be enough to finish a last row whose blocks are missing."""
+    data = _jpeg(resized_photo((640, 480)), quality=90)
+    with pytest.raises(CorruptImage, match="truncated"):
+        decode(data[: -2 - missing] + b"\xff\xd9", LIMITS)
+
+
+def test_a_complete_jpeg_without_its_end_marker_decodes_every_pixel() -> None:
+    """Some encoders leave out the final EOI marker: nothing is missing, so nothing may change."""
+    data = _jpeg(resized_photo((320, 240)), quality=90)
+    assert data.endswith(b"\xff\xd9")
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(np.asarray(decode(data[:-2], LIMITS).image), expected)
+
+
+def test_a_jpeg_whose_stream_breaks_after_its_picture_is_corrupt() -> None:
+    """A decoding error is reported as one, even when every row was decoded before it (here a second,
+    malformed frame header after the scan, which Pillow refuses too)."""
+    data = _jpeg(resized_photo((320, 240)), quality=90)
+    broken = data[:-2] + b"\xff\xc0\x00\x03x" + b"\xff\xd9"
+    with pytest.raises(OSError, match="broken data stream"):
+        Image.open(io.BytesIO(broken)).load()
+    with pytest.raises(CorruptImage):
+        decode(broken, LIMITS)
+
+
+def test_an_mpo_phone_photo_is_drafted_like_a_jpeg() -> None:
+    first, second = resized_photo((1600, 1200)), resized_photo((320, 240), "flower.jpg")
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[second], quality=90)
+    out = decode(buf.getvalue(), LIMITS, draft_min_side=336)
+    assert out.format == "MPO" and (out.width, out.height) == (1600, 1200)
+    assert 336 <= min(out.image.size) < 1200

@@ -52,10 +52,12 @@ def test_a_bad_image_leaves_the_engine_as_it_was(engine: Embedder) -> None:
 
 
 def test_model_only_path_is_one_image_per_run(engine: Embedder) -> None:
-    pixels = np.stack([engine.to_pixels(photo_bytes()[n])[0] for n in ("china.jpg", "flower.jpg")])
+    images = [photo_bytes()[n] for n in ("china.jpg", "flower.jpg")]
+    images += [encode(resized_photo(size, "flower.jpg")) for size in ((300, 200), (200, 300), (250, 250))]
+    pixels = np.stack([engine.to_pixels(data)[0] for data in images])  # more images than channels
     unit, norms = engine.embed_pixels(pixels)
-    assert unit.shape == (2, 512) and norms.shape == (2,)
-    for i in range(2):
+    assert unit.shape == (5, 512) and norms.shape == (5,)
+    for i in range(5):
         single, _ = engine.embed_pixels(pixels[i : i + 1])
         assert np.array_equal(single[0], unit[i])  # batch-invariant: the same bits alone or together
 
@@ -63,6 +65,7 @@ def test_model_only_path_is_one_image_per_run(engine: Embedder) -> None:
 def test_fp32_precision_and_its_model_id(model_dir: Path, engine: Embedder) -> None:
     fp32 = Embedder.from_dir(model_dir, precision="fp32", threads=1)
     assert fp32.model_id == engine.model_id + "@fp32" and fp32.session_settings.optimization == "all"
+    assert fp32.model_path == model_dir / "model.fp32.onnx"  # the fp32 export, not the int8 model
     assert fp32.session_settings.config == ()  # the int8 tuning is not for the fp32 export
     data = photo_bytes()["flower.jpg"]
     assert float(fp32.embed_one(data).vector @ engine.embed_one(data).vector) >= 0.9998
@@ -94,6 +97,17 @@ def test_cpu_report_names_the_path_and_the_session(engine: Embedder) -> None:
     assert report["gate_covered"] is True and report["gate"]["path"] == cpu.kernel_path
 
 
+def test_a_gate_that_failed_or_never_ran_on_this_cpu_does_not_cover_it(model_dir: Path) -> None:
+    from layer.config import PreprocessConfig
+    from layer.manifest import Manifest
+
+    path = CpuInfo.detect().kernel_path
+    for cpu_paths in ([{"path": path, "status": "failed"}], [{"path": path, "status": "not_run"}], []):
+        manifest = Manifest(model_id="m", cpu_paths=cpu_paths)
+        report = Embedder(model_dir / "model.onnx", PreprocessConfig(), manifest=manifest).cpu_report()
+        assert report["gate_covered"] is False and report["gate"] == (cpu_paths[0] if cpu_paths else None)
+
+
 def _rotated_jpeg() -> bytes:
     from PIL import Image
 
@@ -110,12 +124,14 @@ def test_the_defaults_take_the_fast_jpeg_path_and_apply_exif(model_dir: Path) ->
     _, fast, _ = pixel_values(big, PreprocessConfig(), Limits())
     _, exact, _ = pixel_values(big, PreprocessConfig(), Limits(), fast_jpeg=False)
     assert min(fast.image.size) < 1080 == min(exact.image.size) and (fast.width, fast.height) == (1920, 1080)
+    assert min(fast.image.size) >= 224 * 1.5  # the draft keeps 1.5× the resize target
     _, turned, _ = pixel_values(_rotated_jpeg(), PreprocessConfig(), Limits())
     _, as_stored, _ = pixel_values(_rotated_jpeg(), PreprocessConfig(), Limits(), exif=False)
     assert (turned.width, turned.height, as_stored.width, as_stored.height) == (200, 320, 320, 200)
     for engine in (Embedder.from_dir(model_dir, threads=1), Embedder(model_dir / "model.onnx", PreprocessConfig())):
         assert engine.fast_jpeg is True and engine.exif is True
         assert engine.embed_one(_rotated_jpeg()).width == 200
+        assert min(engine.to_pixels(big)[1].image.size) < 1080  # drafted
 
 
 def test_from_dir_passes_every_choice_through(model_dir: Path) -> None:
@@ -126,6 +142,8 @@ def test_from_dir_passes_every_choice_through(model_dir: Path) -> None:
     assert e.session.get_session_options().intra_op_num_threads == 1
     assert e.manifest == Manifest.read(model_dir) and e.cpu == CpuInfo.detect()
     assert e.embed_one(_rotated_jpeg()).width == 320  # exif=False reached the decoder
+    big = encode(resized_photo((1920, 1080), "china.jpg"), "JPEG", quality=90)
+    assert e.to_pixels(big)[1].image.size == (1920, 1080)  # fast_jpeg=False reached the decoder: no draft
     assert e.model_path.name == "model.onnx"
 
 
@@ -134,6 +152,32 @@ def test_a_bare_engine_is_labelled_unknown(model_dir: Path) -> None:
 
     e = Embedder(model_dir / "model.onnx", PreprocessConfig())
     assert (e.model_id, e.manifest.model_id, e.dim, e.limits) == ("unknown", "unknown", 512, Limits())
+    assert e.cpu == CpuInfo.detect() and e.cpu_report()["kernel_path"] == e.cpu.kernel_path
+
+
+def test_the_cpu_and_the_dimension_given_to_an_engine(model_dir: Path) -> None:
+    """A CPU passed in is the one reported; the dimension is the model's output, whatever a manifest says."""
+    from layer.config import PreprocessConfig
+    from layer.manifest import Manifest
+
+    graviton = CpuInfo(arch="aarch64", model="Arm Neoverse-V1 (Graviton3)", flags=frozenset({"asimddp", "i8mm"}))
+    e = Embedder(model_dir / "model.onnx", PreprocessConfig(), cpu=graviton, manifest=Manifest(model_id="m", dim=768))
+    assert e.cpu == graviton and e.cpu_report()["kernel_path"] == "arm64-i8mm"
+    assert e.dim == 512 == e.embed_one(photo_bytes()["china.jpg"]).vector.shape[0]
+
+
+def test_the_int8_model_is_tuned_for_the_cpu_it_runs_on(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an AVX2 CPU without VNNI the int8 session re-encodes the weights (graph level "extended"), whatever
+    CPU runs the test."""
+    haswell = CpuInfo(arch="x86_64", model="Intel(R) Xeon(R) CPU E5-2680 v3", flags=frozenset({"avx2"}))
+    monkeypatch.setattr(CpuInfo, "detect", classmethod(lambda cls, path=None: haswell))
+    e = Embedder.from_dir(model_dir, threads=1)
+    assert e.cpu == haswell
+    assert (e.session_settings.config, e.session_settings.optimization) == (
+        (("session.x64quantprecision", "1"),),
+        "extended",
+    )
+    assert e.session.get_session_options().get_session_config_entry("session.x64quantprecision") == "1"
 
 
 def test_an_fp32_only_build_runs_its_export_as_fp32(model_dir: Path, tmp_path: Path) -> None:

@@ -61,3 +61,13 @@ def test_verify_files_catches_a_changed_or_missing_file(tmp_path: Path) -> None:
 def test_sha256_reads_in_chunks(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x" * 10)
     assert sha256_file(tmp_path / "f", chunk=3) == sha256_file(tmp_path / "f") == hashlib.sha256(b"x" * 10).hexdigest()
+
+
+def test_a_missing_optional_file_does_not_end_the_check(tmp_path: Path) -> None:
+    (tmp_path / "b.bin").write_bytes(b"xyz")
+    files = {"model.fp32.onnx": {"sha256": "0" * 64, "bytes": 1}, "b.bin": {"sha256": sha256_file(tmp_path / "b.bin")}}
+    m = Manifest(model_id="m", files=files)
+    m.verify_files(tmp_path, missing_ok=frozenset({"model.fp32.onnx"}))
+    (tmp_path / "b.bin").write_bytes(b"xyZ")  # a file after the missing one changed
+    with pytest.raises(ModelDirError, match=r"b\.bin: sha256"):
+        m.verify_files(tmp_path, missing_ok=frozenset({"model.fp32.onnx"}))

@@ -59,6 +59,28 @@ def test_the_budget_reads_the_cgroup_quota() -> None:
     assert CpuBudget.detect().quota == sess._cgroup_cpu_quota()
 
 
+def test_a_container_cpu_quota_sets_threads_and_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``docker run --cpus=0.5`` (a cgroup quota of half a CPU): one thread, and no spinning to burn it."""
+    monkeypatch.setattr(sess, "_cgroup_cpu_quota", lambda: 0.5)
+    assert CpuBudget.detect().quota == 0.5
+    s = SessionSettings.auto(EngineSettings())
+    assert (s.threads, s.spinning) == (1, False)
+
+
+@pytest.mark.slow
+def test_the_session_is_made_for_the_cpu_provider_alone(model_dir: Path) -> None:
+    """No provider warning and no fallback retry at each cold start: the CPU provider is asked for by name."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        session = sess.create_session(
+            model_dir / "model.onnx", SessionSettings(threads=1, spinning=False, optimization="basic")
+        )
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    assert [str(w.message) for w in caught if "provider" in str(w.message).lower()] == []
+
+
 def _rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -32,6 +32,10 @@ def test_every_variable_is_read() -> None:
     assert EngineSettings.from_env({"CLIP_LAMBDA_SPINNING": "0"}).spinning is False
 
 
+def test_one_thread_can_be_asked_for() -> None:
+    assert EngineSettings.from_env({"CLIP_LAMBDA_THREADS": "1"}).threads == 1
+
+
 @pytest.mark.parametrize("value", ["", "0", "-2", "two"])
 def test_a_thread_count_that_is_not_positive_means_auto(value: str) -> None:
     assert EngineSettings.from_env({"CLIP_LAMBDA_THREADS": value}).threads is None
