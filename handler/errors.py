@@ -16,6 +16,10 @@ class TransientError(RuntimeError):
     """A dependency failed in a way that retrying later can fix."""
 
 
+class ModelMismatch(RuntimeError):
+    """A backfill run expects another model than the one this function embeds with (deploy it first)."""
+
+
 class MalformedEvent(ValueError):
     """An event or SQS message body that is not any S3 notification shape we know."""
 

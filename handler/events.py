@@ -24,7 +24,7 @@ from handler.errors import MalformedEvent
 from handler.item import SEQUENCER_WIDTH
 
 _SEQUENCER = re.compile(rf"^[0-9A-Fa-f]{{1,{SEQUENCER_WIDTH}}}$")
-EventKind = Literal["sqs", "s3", "eventbridge", "test", "unknown"]
+EventKind = Literal["sqs", "s3", "eventbridge", "test", "backfill", "unknown"]
 
 
 class Action(StrEnum):
@@ -93,6 +93,8 @@ def classify(event: Any) -> EventKind:
         return "test"
     if "detail-type" in event and event.get("source") == "aws.s3":
         return "eventbridge"
+    if isinstance(event.get("Items"), list) and isinstance(event.get("BatchInput", {}), dict):
+        return "backfill"  # a Step Functions Distributed Map batch (ItemBatcher)
     return "unknown"
 
 
@@ -166,6 +168,60 @@ def from_eventbridge(payload: dict[str, Any]) -> list[ObjectEvent]:
         ]
     except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise MalformedEvent(f"not an S3 EventBridge event: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class BackfillBatch:
+    """A batch of the backfill's Distributed Map: ``Items`` from its ItemReader (an S3 listing: ``Key``,
+    ``Etag``, ``Size``, ``LastModified``; an inventory or CSV manifest: ``Bucket``, ``Key`` and what the
+    manifest holds), ``BatchInput`` from the state machine (the bucket, whether keys are URL-encoded as in
+    S3 Inventory files, and the model id the run expects)."""
+
+    events: list[ObjectEvent]
+    expect_model: str | None = None
+
+
+def _first(entry: dict[str, Any], *names: str) -> Any:
+    return next((entry[n] for n in names if entry.get(n) not in (None, "")), None)
+
+
+def _listed_time(value: Any) -> datetime:
+    """A listing's LastModified: epoch seconds from Step Functions' S3 reader, ISO 8601 from a manifest."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return parse_time(value)
+
+
+def from_backfill_batch(payload: dict[str, Any]) -> BackfillBatch:
+    """Each listed object as a created event of source "backfill", ordered by its LastModified: any S3 event
+    (which carries a sequencer) for the same object takes precedence, so a live upload is never overwritten
+    by the backfill's older listing."""
+    batch_input = payload.get("BatchInput") or {}
+    default_bucket = batch_input.get("bucket")
+    encoded = bool(batch_input.get("keys_url_encoded"))
+    out: list[ObjectEvent] = []
+    try:
+        for entry in payload["Items"]:
+            key = _first(entry, "Key", "key")
+            etag = _first(entry, "Etag", "ETag", "etag")
+            size = _first(entry, "Size", "size")
+            out.append(
+                ObjectEvent(
+                    action=Action.CREATED,
+                    bucket=_first(entry, "Bucket", "bucket") or default_bucket or "",
+                    key=unquote_plus(key) if encoded and isinstance(key, str) else key,
+                    event_time=_listed_time(_first(entry, "LastModified", "LastModifiedDate", "last_modified")),
+                    event_name="Backfill",
+                    size=_size(size),
+                    etag=etag.strip('"') if isinstance(etag, str) else None,
+                    version_id=_first(entry, "VersionId", "version_id"),
+                    source="backfill",
+                )
+            )
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise MalformedEvent(f"not a backfill batch: {exc!r}") from exc
+    expect = batch_input.get("model_id")
+    return BackfillBatch(out, expect_model=str(expect) if expect else None)
 
 
 def from_payload(payload: Any) -> list[ObjectEvent]:

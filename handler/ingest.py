@@ -96,7 +96,16 @@ def fetch(ev: ObjectEvent, rt: Runtime) -> Result | Fetched:
         size=ev.size,
     )
     stored = rt.sink.get(meta.pk)
-    if stored is not None:
+    if stored is not None and ev.source == "backfill":
+        # A backfill's listing is ordered by LastModified, before any S3 event's sequencer: it fills gaps and
+        # re-embeds the same bytes with a new model (keeping the item's place in the order), nothing else.
+        if stored.is_duplicate(ev.etag, rt.engine.model_id):
+            return Result(Outcome.DUPLICATE, meta.pk)
+        if stored.is_newer_than(meta.order_key):
+            if not stored.holds(ev.etag):
+                return Result(Outcome.STALE, meta.pk)
+            meta = replace(meta, order_key=stored.order_key)
+    elif stored is not None:
         if stored.is_newer_than(meta.order_key):
             return Result(Outcome.STALE, meta.pk)
         if stored.is_duplicate(ev.etag, rt.engine.model_id):

@@ -151,6 +151,10 @@ class StoredItem:
         """The item holds a later event's data than the event with ``order``: that event must not write."""
         return self.order_key > order
 
+    def holds(self, etag: str | None) -> bool:
+        """The item describes these bytes (whatever the model or outcome)."""
+        return bool(etag) and self.attributes.get(ETAG) == etag
+
     def is_duplicate(self, etag: str | None, model: str) -> bool:
         """Already done: these bytes embedded by this model, or these bytes failed (they would fail again)."""
         if not etag or self.attributes.get(ETAG) != etag:

@@ -4,11 +4,14 @@ Invoked by an SQS event source mapping (the default topology: S3 → SQS → Lam
 ``ReportBatchItemFailures`` so that only failed messages return to the queue and, after the redrive limit,
 to the DLQ), by direct S3 notifications, or by EventBridge "Object Created" / "Object Deleted" events.
 Direct and EventBridge invocations are asynchronous: a transient failure raises, so Lambda retries the event
-and then sends it to the function's on-failure destination / DLQ.
+and then sends it to the function's on-failure destination / DLQ. The backfill's state machine (a Step
+Functions Distributed Map over the bucket) invokes it with batches of listed objects: the same ingest path.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from functools import partial
 from typing import Any
 
@@ -17,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import events, ingest, prefetch, runtime, settings
-from handler.errors import MalformedEvent, TransientError
+from handler.errors import MalformedEvent, ModelMismatch, TransientError
 from handler.observability import count, logger, metrics, tracer
 
 # An all-failed batch is reported as batchItemFailures too (not raised): the result is the same, the logs
@@ -48,23 +51,41 @@ def record_handler(record: SQSRecord, ahead: prefetch.SqsPrefetcher | None = Non
             raise
 
 
-def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
-    """Direct S3 notification or EventBridge event: process every record, raise if any must be retried."""
+def handle_all(object_events: list[events.ObjectEvent]) -> list[ingest.Result]:
+    """Every event of an invocation, reading ahead; raises once at the end if any must be retried (the rest
+    are idempotent: the retry finds them as duplicates)."""
     rt = runtime.current()
-    outcomes: list[str] = []
+    results: list[ingest.Result] = []
     retry: list[str] = []
-    object_events = events.from_payload(event)
     with prefetch.batch(rt, object_events) as ahead:
         for i, ev in enumerate(object_events):
             try:
-                outcomes.append(ingest.handle(ev, rt, ahead.take(i)).outcome.value)
+                results.append(ingest.handle(ev, rt, ahead.take(i)))
             except TransientError as exc:
                 count("TransientFailures")
                 logger.exception("transient failure", extra={"s3_uri": ev.uri})
                 retry.append(f"{ev.uri}: {exc}")
-    if retry:  # the rest are idempotent: a retry finds them as duplicates
+    if retry:
         raise TransientError(f"{len(retry)} record(s) to retry: " + "; ".join(retry)[:2000])
-    return {"outcomes": outcomes}
+    return results
+
+
+def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
+    """Direct S3 notification or EventBridge event: Lambda retries the event when this raises."""
+    return {"outcomes": [r.outcome.value for r in handle_all(events.from_payload(event))]}
+
+
+def handle_backfill(event: dict[str, Any]) -> dict[str, Any]:
+    """A batch of the backfill's Distributed Map: each object's outcome, which the map run's ResultWriter
+    keeps as the backfill's report. A transient failure raises (the state machine retries the batch); a
+    model other than the one the run expects fails the batch without touching an item."""
+    batch = events.from_backfill_batch(event)
+    model = runtime.current().engine.model_id
+    if batch.expect_model and batch.expect_model != model:
+        raise ModelMismatch(f"this function embeds with {model!r}; the backfill expects {batch.expect_model!r}")
+    results = handle_all(batch.events)
+    summary = Counter(r.outcome.value for r in results)
+    return {"counts": dict(summary), "results": [dataclasses.asdict(r) for r in results]}
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -79,6 +100,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 event=event, record_handler=partial(record_handler, ahead=ahead), processor=processor, context=context
             )
         return dict(response)
+    if kind == "backfill":
+        return handle_backfill(event)
     if kind == "test":
         logger.info("s3:TestEvent ignored")
         count("TestEventsIgnored")
