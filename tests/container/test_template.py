@@ -391,3 +391,74 @@ def test_events_folder_is_what_make_events_writes() -> None:
         assert load_event(name) == json.loads(json.dumps(content)), (
             f"regenerate: python infra/local/make_events.py ({name})"
         )
+
+
+def _sub(text: str) -> dict[str, str]:
+    return {"Fn::Sub": text}
+
+
+BACKFILL_MACHINE = (
+    "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-backfill"
+)
+BACKFILL_EXECUTIONS = (
+    "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-backfill/*"
+)
+# The backfill's state machine role, exactly (action, resource node).
+BACKFILL_GRANTS = {
+    ("lambda:InvokeFunction", json.dumps([{"Fn::GetAtt": ["S3Function", "Arn"]}, _sub("${S3Function.Arn}:*")])),
+    ("s3:ListBucket", json.dumps({"Fn::GetAtt": ["ImagesBucket", "Arn"]})),
+    ("s3:GetObject", json.dumps(_sub("${BackfillReportsBucket.Arn}/manifests/*"))),
+    *{
+        (f"s3:{verb}", json.dumps(_sub("${BackfillReportsBucket.Arn}/runs/*")))
+        for verb in ("PutObject", "GetObject", "ListMultipartUploadParts", "AbortMultipartUpload")
+    },
+    ("states:StartExecution", json.dumps(_sub(BACKFILL_MACHINE))),
+    ("states:DescribeExecution", json.dumps(_sub(BACKFILL_EXECUTIONS))),
+    ("states:StopExecution", json.dumps(_sub(BACKFILL_EXECUTIONS))),
+    ("xray:PutTraceSegments", json.dumps("*")),
+    ("xray:PutTelemetryRecords", json.dumps("*")),
+}
+
+
+def test_backfill_role_is_least_privilege(resources: dict[str, Any]) -> None:
+    role = resources["BackfillRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "states.amazonaws.com"}
+    assert "ManagedPolicyArns" not in role
+    granted = {(a, json.dumps(s["Resource"])) for s in statements(resources, "BackfillRole") for a in actions(s)}
+    assert granted == BACKFILL_GRANTS
+    machine = resources["BackfillStateMachine"]["Properties"]
+    assert machine["Role"] == {"Fn::GetAtt": ["BackfillRole", "Arn"]} and "Policies" not in machine
+    assert machine["Name"] == _sub("${AWS::StackName}-backfill")  # the name the role's ARNs use
+
+
+def test_backfill_is_a_distributed_map_over_the_s3_function(resources: dict[str, Any]) -> None:
+    machine = resources["BackfillStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"] == {
+        "FunctionArn": {"Fn::GetAtt": ["S3Function", "Arn"]},
+        "ImagesBucket": {"Ref": "ImagesBucket"},
+        "ReportsBucket": {"Ref": "BackfillReportsBucket"},
+    }
+    states = machine["Definition"]["States"]
+    readers = {name: states[name]["ItemReader"] for name in ("FromListing", "FromCsv", "FromInventory")}
+    assert readers["FromListing"]["Resource"] == "arn:aws:states:::s3:listObjectsV2"
+    assert readers["FromListing"]["Parameters"] == {"Bucket": "${ImagesBucket}", "Prefix.$": "$.prefix"}
+    assert readers["FromCsv"]["ReaderConfig"]["InputType"] == "CSV"
+    assert readers["FromInventory"]["ReaderConfig"]["InputType"] == "MANIFEST"
+    for name in readers:
+        m = states[name]
+        assert m["Type"] == "Map" and m["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED",
+                                                                                "ExecutionType": "EXPRESS"}  # fmt: skip
+        assert m["ToleratedFailurePercentage"] == 100
+        assert m["ResultWriter"]["Parameters"]["Bucket"] == "${ReportsBucket}"
+        assert m["ResultWriter"]["Parameters"]["Prefix.$"].startswith("States.Format('runs/")
+        embed = m["ItemProcessor"]["States"]["Embed"]
+        assert embed["Parameters"]["FunctionName"] == "${FunctionArn}"
+        (retry,) = embed["Retry"]
+        assert "TransientError" in retry["ErrorEquals"]
+        assert not {"ModelMismatch", "MalformedEvent", "States.ALL"} & set(retry["ErrorEquals"])
+    reports = resources["BackfillReportsBucket"]["Properties"]
+    assert (
+        reports["PublicAccessBlockConfiguration"]
+        == resources["ImagesBucket"]["Properties"]["PublicAccessBlockConfiguration"]
+    )
+    assert reports["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 30
