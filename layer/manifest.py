@@ -22,6 +22,64 @@ MANIFEST_FILE = "manifest.json"
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "image_embeds"
 DIM = 512
+# The text tower (absent from image-only builds): int8 model, its fp32 reference export, the BPE tokenizer.
+TEXT_MODEL_FILE = "text_model.onnx"
+TEXT_FP32_FILE = "text_model.fp32.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+TEXT_INPUT_NAME = "input_ids"
+TEXT_OUTPUT_NAME = "text_embeds"
+CONTEXT_LENGTH = 77
+BOS_ID = 49406  # <|startoftext|>
+EOS_ID = 49407  # <|endoftext|>, also the padding (as HF's CLIPTokenizer pads)
+
+
+@dataclass(frozen=True)
+class TextTower:
+    """What the engine needs of the manifest's ``text`` section to tokenize and run the text tower.
+
+    Input: ``input_ids`` int64 [N, context_length] = bos_id, the text's tokens, eos_id, then pad_id up to the
+    context. No attention mask: the transformer is causal and pools at the first eos_id, so nothing after it
+    changes the vector (in fp32; int8 scales activations per tensor, so pad with ``pad_id`` exactly, one text
+    per run). Output: ``text_embeds`` float32 [N, dim] = ``CLIPModel.get_text_features``, not normalized."""
+
+    file: str = TEXT_MODEL_FILE
+    fp32_file: str = TEXT_FP32_FILE
+    tokenizer: str = TOKENIZER_FILE
+    context_length: int = CONTEXT_LENGTH
+    pad_id: int = EOS_ID
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
+    dim: int = DIM
+    input_name: str = TEXT_INPUT_NAME
+    output_name: str = TEXT_OUTPUT_NAME
+    precision: str = "int8"  # "fp32": ``file`` is the fp32 export
+    quantization: dict[str, Any] | None = None  # as built; picks the int8 session tuning (layer.cpu.int8_tuning)
+    cpu_paths: tuple[dict[str, Any], ...] = ()  # the text gate per int8 kernel path
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TextTower:
+        try:
+            return cls(
+                file=str(d["file"]),
+                fp32_file=str(d["fp32_file"]),
+                tokenizer=str(d["tokenizer"]),
+                context_length=int(d["context_length"]),
+                pad_id=int(d["pad_id"]),
+                bos_id=int(d["bos_id"]),
+                eos_id=int(d["eos_id"]),
+                dim=int(d.get("dim", DIM)),
+                input_name=str((d.get("input") or {}).get("name", TEXT_INPUT_NAME)),
+                output_name=str((d.get("output") or {}).get("name", TEXT_OUTPUT_NAME)),
+                precision=str(d.get("precision", "int8")),
+                quantization=d.get("quantization"),
+                cpu_paths=tuple(d.get("cpu_paths") or ()),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelDirError(f"the manifest's text section is malformed: {exc!r}") from exc
+
+    def gate_for(self, kernel_path: str) -> dict[str, Any] | None:
+        """The text gate's result on one int8 kernel path, or None if it has none."""
+        return next((p for p in self.cpu_paths if p.get("path") == kernel_path), None)
 
 
 @dataclass(frozen=True)
@@ -43,6 +101,9 @@ class Manifest:
     built_at: str | None = None
     build_seconds: dict[str, float] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → sha256, bytes
+    # The text tower as built (files, token layout, quantization, its own gate and per-CPU-path results);
+    # None: an image-only build (``--no-text``) or a manifest from before the text tower.
+    text: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
@@ -69,6 +130,11 @@ class Manifest:
         path = Path(model_dir) / MANIFEST_FILE
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         return path
+
+    @property
+    def text_tower(self) -> TextTower | None:
+        """The typed view of ``text`` (raises ``ModelDirError`` if it is malformed), or None."""
+        return None if self.text is None else TextTower.from_dict(self.text)
 
     def gate_for(self, kernel_path: str) -> dict[str, Any] | None:
         """The build gate's result on one int8 kernel path (``layer.cpu``), or None if it has none."""
