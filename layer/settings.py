@@ -20,6 +20,10 @@ DEFAULT_SOURCE = "openai/clip-vit-base-patch32"
 BUILD_DIR = Path("build/model")
 IMAGE_MODEL_DIR = "/opt/model"
 
+# Where the model build keeps what it downloads (the pinned open-clip-torch wheel that holds CLIP's BPE
+# vocabulary); default: build/cache of the checkout (layer.convert.bpe_vocab).
+BUILD_CACHE = "CLIP_LAMBDA_BUILD_CACHE"
+
 # Lambda grants CPU time in proportion to memory: 1,769 MB buys one vCPU's worth.
 LAMBDA_MB_PER_VCPU = 1769
 
