@@ -13,10 +13,11 @@ from typing import Any, Protocol
 import botocore.session
 from botocore.config import Config
 
-from handler import sinks
+from handler import sinks, vector_index
 from handler.observability import logger
 from handler.settings import Settings
 from handler.sinks import Sink
+from handler.vector_index import VectorIndex
 from layer import Embedder, Embedding, Limits
 from layer.manifest import Manifest
 
@@ -48,6 +49,7 @@ class Runtime:
     engine: Engine
     s3: Any
     sink: Sink
+    index: VectorIndex | None = None  # the vector index that follows the table (VECTOR_BUCKET/VECTOR_INDEX)
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> Runtime:
@@ -65,7 +67,9 @@ class Runtime:
         # from the environment exactly as for boto3.
         session = botocore.session.get_session()
         s3 = session.create_client("s3", config=BOTO_CONFIG)
-        return cls(settings=settings, engine=engine, s3=s3, sink=sinks.connect(settings, session, BOTO_CONFIG))
+        sink = sinks.connect(settings, session, BOTO_CONFIG)
+        index = vector_index.connect(settings, session, BOTO_CONFIG, model=engine.model_id)
+        return cls(settings=settings, engine=engine, s3=s3, sink=sink, index=index)
 
 
 _current: Runtime | None = None

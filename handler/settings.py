@@ -25,6 +25,9 @@ RECORD_FAILURES = "RECORD_FAILURES"
 ALLOWED_S3_BUCKETS = "ALLOWED_S3_BUCKETS"
 API_ALLOW_STORE = "API_ALLOW_STORE"
 S3_PREFETCH = "S3_PREFETCH"
+# The S3 Vectors index that follows the table (handler.vector_index); either empty: no index.
+VECTOR_BUCKET = "VECTOR_BUCKET"
+VECTOR_INDEX = "VECTOR_INDEX"
 # Read by Powertools itself (we only default them) and by the runtime client.
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -57,6 +60,8 @@ class Settings:
     # Whether the API honours "store": true (turn off for a public API: callers then cannot write items).
     allow_store: bool = True
     prefetch: int = DEFAULT_PREFETCH
+    vector_bucket: str = ""
+    vector_index: str = ""
 
     @property
     def limits(self) -> Limits:
@@ -76,6 +81,8 @@ class Settings:
             allowed_buckets=tuple(b.strip() for b in env.get(ALLOWED_S3_BUCKETS, "").split(",") if b.strip()),
             allow_store=_flag(env.get(API_ALLOW_STORE, "true")),
             prefetch=max(0, int(env.get(S3_PREFETCH, DEFAULT_PREFETCH))),
+            vector_bucket=env.get(VECTOR_BUCKET, "").strip(),
+            vector_index=env.get(VECTOR_INDEX, "").strip(),
         )
 
 
