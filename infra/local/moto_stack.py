@@ -1,9 +1,10 @@
 """A moto server on 127.0.0.1 with the resources of template.yaml: bucket, queue + DLQ (redrive policy),
-S3 → SQS notifications for created/removed objects, and the embeddings table.
+S3 → SQS notifications for created/removed objects, the embeddings table, and the S3 Vectors bucket and
+index (``VectorIndex=s3vectors``), behind the local QueryVectors emulation (``infra.local.vector_query``).
 
     with MotoStack().start() as stack:
         s3 = stack.client("s3")
-        env = stack.function_env()   # AWS_ENDPOINT_URL, TABLE_NAME, dummy credentials, region
+        env = stack.function_env()   # AWS_ENDPOINT_URL(_S3VECTORS), TABLE_NAME, VECTOR_*, credentials, region
 
 moto runs as its own process (``python -m moto.server``), so its state never mixes with in-process
 ``mock_aws`` tests, and ``stop()`` ends exactly that process.
@@ -24,6 +25,7 @@ import boto3
 from botocore.config import Config
 
 from infra.local.net import HOST, free_port, on_free_ports, wait_listening
+from infra.local.vector_query import VectorQueryFront
 
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
@@ -38,6 +40,8 @@ class StackNames:
     max_receive_count: int = 3  # deliveries before SQS moves a message to the DLQ
     visibility_timeout: int = 30  # seconds a failed message stays invisible before its retry
     notifications: bool = True  # S3 → SQS for created/removed objects (off: the caller sends the events)
+    vector_bucket: str = "clip-lambda-vectors"  # "": no vector index (the template's VectorIndex=none)
+    vector_index: str = "images"
 
 
 @dataclass
@@ -49,10 +53,16 @@ class MotoStack:
     dlq_url: str = ""
     queue_arn: str = ""
     _proc: subprocess.Popen[bytes] | None = None
+    _vectors: VectorQueryFront | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def vectors_endpoint(self) -> str:
+        """S3 Vectors: moto behind the QueryVectors emulation."""
+        return self._vectors.endpoint if self._vectors is not None else self.endpoint
 
     def client(self, service: str, endpoint: str | None = None) -> Any:
         session: Any = boto3.session.Session(
@@ -61,7 +71,8 @@ class MotoStack:
             region_name=REGION,
         )
         config = Config(retries={"mode": "standard", "max_attempts": 3})
-        return session.client(service, endpoint_url=endpoint or self.endpoint, config=config)
+        default = self.vectors_endpoint if service == "s3vectors" else self.endpoint
+        return session.client(service, endpoint_url=endpoint or default, config=config)
 
     def start(self) -> MotoStack:
         if self.port:  # a requested port: one try
@@ -90,6 +101,7 @@ class MotoStack:
             wait_listening(self.port, timeout=60, alive=alive)
             if not alive():  # someone else's server answered on that port, and ours could not bind it
                 raise RuntimeError(f"moto could not bind {HOST}:{self.port}")
+            self._vectors = VectorQueryFront(target=self.endpoint).start()
             self.create_resources()
         except BaseException:
             self.stop()
@@ -127,6 +139,23 @@ class MotoStack:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+        if n.vector_bucket:
+            self.create_vector_index()
+
+    def create_vector_index(self) -> None:
+        """The template's vector bucket and index (its dimension, metric, encryption, non-filterable keys)."""
+        from handler import vector_index
+
+        n, s3v = self.names, self.client("s3vectors")
+        s3v.create_vector_bucket(vectorBucketName=n.vector_bucket, encryptionConfiguration={"sseType": "AES256"})
+        s3v.create_index(
+            vectorBucketName=n.vector_bucket,
+            indexName=n.vector_index,
+            dataType="float32",
+            dimension=vector_index.DIMENSION,
+            distanceMetric=vector_index.DISTANCE,
+            metadataConfiguration={"nonFilterableMetadataKeys": list(vector_index.NON_FILTERABLE)},
+        )
 
     def function_env(self, **overrides: str) -> dict[str, str]:
         """Environment for a function that talks to this stack (the design.md configuration contract)."""
@@ -137,10 +166,23 @@ class MotoStack:
             "AWS_REGION": REGION,
             "TABLE_NAME": self.names.table,
             "ALLOWED_S3_BUCKETS": self.names.bucket,
+            **self.vector_env(),
             **overrides,
         }
 
+    def vector_env(self) -> dict[str, str]:
+        if not self.names.vector_bucket:
+            return {}
+        return {
+            "VECTOR_BUCKET": self.names.vector_bucket,
+            "VECTOR_INDEX": self.names.vector_index,
+            "AWS_ENDPOINT_URL_S3VECTORS": self.vectors_endpoint,
+        }
+
     def stop(self) -> None:
+        vectors, self._vectors = self._vectors, None
+        if vectors is not None:
+            vectors.stop()
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
