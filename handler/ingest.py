@@ -1,6 +1,10 @@
-"""One object event → engine → sink: the S3 function's work for each record, and the API's ``store``.
+"""One object event → engine → sink (→ vector index): the S3 function's work for each record, and the API's
+``store``.
 
 Outcomes are values (``Result``); only ``TransientError`` escapes, so the caller can fail just that record.
+Where a vector index is configured it follows each table write (``handler.indexing``); the API's ``store``
+leaves it alone (the API may not write the index): those items are indexed by their object's S3 event, or
+as duplicates by the backfill.
 """
 
 from __future__ import annotations
@@ -10,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from handler import item, objects
+from handler import indexing, item, objects
 from handler.errors import AccessDenied, ObjectChanged, ObjectGone, TransientError
 from handler.events import Action, ObjectEvent
-from handler.item import ObjectMeta
+from handler.item import ObjectMeta, StoredItem
 from handler.observability import count, logger, record_embedding, record_failure, subsegment
 from handler.runtime import Engine, Runtime
 from layer import Embedding, ImageError, ImageTooLarge
@@ -53,8 +57,17 @@ class Fetched:
     error: ImageError | None = None
 
 
-# A create event's I/O before the engine: a terminal Result, or the object to embed.
-Fetch = Callable[[], "Result | Fetched"]
+@dataclass(frozen=True)
+class Unindexed:
+    """A duplicate whose vector the index does not hold (an earlier attempt failed between the table and the
+    index, or the item predates the index): ``finish`` makes the index follow ``stored``."""
+
+    result: Result
+    stored: StoredItem
+
+
+# A create event's I/O before the engine: a terminal Result, the object to embed, or an index to repair.
+Fetch = Callable[[], "Result | Fetched | Unindexed"]
 
 
 def handle(ev: ObjectEvent, rt: Runtime, fetched: Fetch | None = None) -> Result:
@@ -75,14 +88,30 @@ def handle(ev: ObjectEvent, rt: Runtime, fetched: Fetch | None = None) -> Result
 
 def remove(ev: ObjectEvent, rt: Runtime) -> Result:
     deleted = rt.sink.delete(ev.uri, ev.order_key)
+    if deleted:
+        follow(rt, indexing.Delete(ev.uri))
     return Result(Outcome.DELETED if deleted else Outcome.STALE, ev.uri)
+
+
+def follow(rt: Runtime, change: indexing.Change) -> None:
+    """The index side of a table write that was just applied (nothing without an index)."""
+    if rt.index is not None:
+        indexing.follow(rt.sink, rt.index, change)
+
+
+def duplicate(rt: Runtime, pk: str, stored: StoredItem) -> Result | Unindexed:
+    """Already done, if the index (where there is one) holds the item's vector too: a read only."""
+    done = Result(Outcome.DUPLICATE, pk)
+    if rt.index is None or rt.index.held(pk) == indexing.expected(stored):
+        return done
+    return Unindexed(done, stored)
 
 
 def create(ev: ObjectEvent, rt: Runtime) -> Result:
     return finish(ev, rt, fetch(ev, rt))
 
 
-def fetch(ev: ObjectEvent, rt: Runtime) -> Result | Fetched:
+def fetch(ev: ObjectEvent, rt: Runtime) -> Result | Fetched | Unindexed:
     """Reads only (safe to run ahead, in another thread): the stored item's checks, then the object (or,
     over the size limit, its HEAD). Writes nothing: ordering and idempotency are decided by ``finish``'s
     conditional writes, these checks only skip work."""
@@ -100,7 +129,7 @@ def fetch(ev: ObjectEvent, rt: Runtime) -> Result | Fetched:
         # A backfill's listing is ordered by LastModified, before any S3 event's sequencer: it fills gaps and
         # re-embeds the same bytes with a new model (keeping the item's place in the order), nothing else.
         if stored.is_duplicate(ev.etag, rt.engine.model_id):
-            return Result(Outcome.DUPLICATE, meta.pk)
+            return duplicate(rt, meta.pk, stored)
         if stored.is_newer_than(meta.order_key):
             if not stored.holds(ev.etag):
                 return Result(Outcome.STALE, meta.pk)
@@ -109,7 +138,7 @@ def fetch(ev: ObjectEvent, rt: Runtime) -> Result | Fetched:
         if stored.is_newer_than(meta.order_key):
             return Result(Outcome.STALE, meta.pk)
         if stored.is_duplicate(ev.etag, rt.engine.model_id):
-            return Result(Outcome.DUPLICATE, meta.pk)
+            return duplicate(rt, meta.pk, stored)
 
     max_bytes = rt.settings.limits.max_bytes
     if ev.size is not None and ev.size > max_bytes:  # refused without downloading, if it exists at all
@@ -146,10 +175,15 @@ def fetch(ev: ObjectEvent, rt: Runtime) -> Result | Fetched:
     return Fetched(meta, blob.data)
 
 
-def finish(ev: ObjectEvent, rt: Runtime, fetched: Result | Fetched) -> Result:
-    """The engine and the writes, in event order: embed, conditional put (or the failure record), confirm."""
+def finish(ev: ObjectEvent, rt: Runtime, fetched: Result | Fetched | Unindexed) -> Result:
+    """The engine and the writes, in event order: embed, conditional put (or the failure record), the index,
+    confirm."""
     if isinstance(fetched, Result):
         return fetched
+    if isinstance(fetched, Unindexed):
+        if rt.index is not None:
+            indexing.repair(rt.sink, rt.index, fetched.result.uri, fetched.stored)
+        return fetched.result
     meta = fetched.meta
     if fetched.error is not None:
         return fail(rt, ev, meta, fetched.error)
@@ -159,6 +193,7 @@ def finish(ev: ObjectEvent, rt: Runtime, fetched: Result | Fetched) -> Result:
         return fail(rt, ev, meta, exc)
     if not rt.sink.put_embedding(meta, emb):
         return Result(Outcome.STALE, meta.pk)
+    follow(rt, indexing.Put(meta, emb))
     return confirm(ev, rt, meta, Result(Outcome.EMBEDDED, meta.pk))
 
 
@@ -167,7 +202,8 @@ def confirm(ev: ObjectEvent, rt: Runtime, meta: ObjectMeta, written: Result) -> 
     run and found nothing to delete. If the key is gone now, take our item back out (only if still ours),
     so that no item, embedding or failure record, outlives its object."""
     if not objects.exists(rt.s3, ev.bucket, ev.key):
-        rt.sink.delete(meta.pk, meta.order_key)
+        if rt.sink.delete(meta.pk, meta.order_key):
+            follow(rt, indexing.Delete(meta.pk))
         return Result(Outcome.GONE, meta.pk)
     return written
 
@@ -181,6 +217,7 @@ def fail(rt: Runtime, ev: ObjectEvent, meta: ObjectMeta, exc: ImageError) -> Res
         return failed
     if not rt.sink.put_failure(meta, exc.code, exc.message, rt.engine.model_id):
         return Result(Outcome.STALE, meta.pk)
+    follow(rt, indexing.Delete(meta.pk))  # a failure record holds no vector: nor does the index
     return confirm(ev, rt, meta, failed)
 
 

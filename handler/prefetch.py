@@ -40,7 +40,7 @@ class Prefetcher:
         self._may_read_ahead = [
             ev.action is not Action.REMOVED and first.setdefault(ev.uri, i) == i for i, ev in enumerate(self.batch)
         ]
-        self._started: dict[int, Future[ingest.Result | ingest.Fetched]] = {}
+        self._started: dict[int, Future[ingest.Result | ingest.Fetched | ingest.Unindexed]] = {}
 
     def take(self, index: int) -> ingest.Fetch | None:
         """Start the reads of the ``depth`` events after ``index``; this event's read if it was started

@@ -1,0 +1,444 @@
+"""The S3 Vectors index behind the table: what a vector holds, how a query reads it, and how ingest keeps it in
+line with DynamoDB when a write fails between the two (injected), is retried, or races another event.
+
+moto (in process) holds the vectors; QueryVectors, which moto lacks, is answered by the local emulation's
+ranking (``infra.local.vector_query.rank``) over what moto holds."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+
+from handler import indexing, ingest, runtime, s3, vector_index
+from handler.errors import TransientError
+from handler.events import Action, ObjectEvent
+from handler.ingest import Outcome, Result
+from handler.item import ObjectMeta
+from handler.settings import Settings
+from handler.vector_index import Entry, Match, S3VectorsIndex
+from infra.local.vector_query import rank
+from layer import Embedding
+from tests.handler.helpers import BUCKET, MODEL_ID, FakeEngine, s3_notification, sqs_event
+
+VECTOR_BUCKET, INDEX = "clip-vectors-test", "images"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Http:
+    status_code: int
+
+
+class Faults:
+    """Fails the next calls of an S3 Vectors operation with a 503 (a before-call hook: moto never sees them),
+    and answers QueryVectors with the local emulation's exact ranking over what moto holds."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.pending: Counter[str] = Counter()
+        self.calls: Counter[str] = Counter()
+        client.meta.events.register("before-call.s3vectors", self._hook)
+
+    def fail(self, operation: str, times: int = 1) -> None:
+        self.pending[operation] += times
+
+    def _hook(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Http, dict[str, Any]] | None:
+        self.calls[model.name] += 1
+        if self.pending[model.name] > 0:
+            self.pending[model.name] -= 1
+            error = {"Code": "ServiceUnavailableException", "Message": f"injected {model.name} failure"}
+            return Http(503), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 503}}
+        if model.name == "QueryVectors":
+            listed = self.client.list_vectors(vectorBucketName=VECTOR_BUCKET, indexName=INDEX, returnData=True,
+                                              returnMetadata=True)["vectors"]  # fmt: skip
+            request = json.loads(params["body"])
+            return Http(200), rank(request, listed, metric="cosine", dimension=512,
+                                   non_filterable=vector_index.NON_FILTERABLE)  # fmt: skip
+        return None
+
+
+@pytest.fixture
+def vectors(aws: dict[str, Any]) -> Any:
+    """moto's S3 Vectors with the template's bucket and index."""
+    import boto3
+
+    client = boto3.client("s3vectors", region_name="us-east-1")
+    client.create_vector_bucket(vectorBucketName=VECTOR_BUCKET, encryptionConfiguration={"sseType": "AES256"})
+    config = {"nonFilterableMetadataKeys": list(vector_index.NON_FILTERABLE)}
+    client.create_index(vectorBucketName=VECTOR_BUCKET, indexName=INDEX, dataType="float32", dimension=512,
+                        distanceMetric="cosine", metadataConfiguration=config)  # fmt: skip
+    return client
+
+
+@pytest.fixture
+def faults(vectors: Any) -> Faults:
+    return Faults(vectors)
+
+
+@pytest.fixture
+def irt(rt: runtime.Runtime, vectors: Any, faults: Faults) -> Iterator[runtime.Runtime]:
+    """The handlers' runtime with the vector index configured."""
+    rt.index = S3VectorsIndex(vectors, VECTOR_BUCKET, INDEX, model=MODEL_ID)
+    yield rt
+    rt.index = None
+
+
+def event(key: str, *, seq: str = "0A", action: Action = Action.CREATED, **kw: Any) -> ObjectEvent:
+    name = "ObjectCreated:Put" if action is Action.CREATED else "ObjectRemoved:Delete"
+    return ObjectEvent(action=action, bucket=BUCKET, key=key, event_time=T0, event_name=name, sequencer=seq, **kw)
+
+
+def upload(rt: runtime.Runtime, key: str, data: bytes) -> dict[str, Any]:
+    resp = rt.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    return {"etag": resp["ETag"].strip('"'), "size": len(data)}
+
+
+def pk(key: str) -> str:
+    return f"s3://{BUCKET}/{key}"
+
+
+def stored_vector(rt: runtime.Runtime, key: str) -> np.ndarray | None:
+    got = rt.sink.get(pk(key))
+    return None if got is None else got.vector
+
+
+def indexed(vectors: Any, key: str) -> dict[str, Any] | None:
+    got = vectors.get_vectors(vectorBucketName=VECTOR_BUCKET, indexName=INDEX, keys=[pk(key)], returnData=True,
+                              returnMetadata=True)["vectors"]  # fmt: skip
+    return got[0] if got else None
+
+
+def indexed_vector(vectors: Any, key: str) -> np.ndarray | None:
+    got = indexed(vectors, key)
+    return None if got is None else np.asarray(got["data"]["float32"], dtype=np.float32)
+
+
+def assert_follows(rt: runtime.Runtime, vectors: Any, key: str) -> None:
+    """The index holds exactly the item's vector (bit for bit), or nothing where the item holds none."""
+    item_vec, index_vec = stored_vector(rt, key), indexed_vector(vectors, key)
+    if item_vec is None:
+        assert index_vec is None, f"{key}: a vector without an embedding item"
+    else:
+        assert index_vec is not None, f"{key}: the item's vector is missing from the index"
+        np.testing.assert_array_equal(index_vec, item_vec)
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(512).astype(np.float32)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------ what a vector holds
+def test_directories_are_the_key_prefixes_within_the_budget() -> None:
+    assert vector_index.directories("a/b/c.jpg") == ["a/", "a/b/"]
+    assert vector_index.directories("c.jpg") == [] and vector_index.directories("a//b") == ["a/", "a//"]
+    deep = "/".join(["d" * 99] * 20) + "/x.jpg"  # 20 directories of 100 bytes each: 21,000 bytes of prefixes
+    dirs = vector_index.directories(deep)
+    used, following = sum(len(d) for d in dirs), deep[: 100 * (len(dirs) + 1)]  # the first directory left out
+    assert used <= vector_index.DIRS_BUDGET < used + len(following) and following.endswith("/")
+    assert dirs == [deep[: 100 * i] for i in range(1, len(dirs) + 1)]
+
+
+def test_a_prefix_is_filtered_by_its_deepest_stored_directory() -> None:
+    assert vector_index.prefix_filter(None) == ("", True) and vector_index.prefix_filter("") == ("", True)
+    assert vector_index.prefix_filter("a/b/") == ("a/b/", True)
+    assert vector_index.prefix_filter("a/b/ca") == ("a/b/", False)
+    assert vector_index.prefix_filter("ca") == ("", False)
+    deep = "/".join(["d" * 99] * 20) + "/"
+    directory, exact = vector_index.prefix_filter(deep)
+    assert not exact and deep.startswith(directory) and directory == vector_index.directories(deep)[-1]
+
+
+def test_the_vector_key_is_the_pk_and_a_digest_past_the_key_limit() -> None:
+    assert vector_index.vector_key("s3://b/k.jpg") == "s3://b/k.jpg"
+    long = "s3://bucket/" + "é" * 510  # 1,032 bytes of UTF-8
+    key = vector_index.vector_key(long)
+    assert key.startswith("sha256:") and len(key) == 71 and key == vector_index.vector_key(long)
+
+
+def test_a_vector_holds_the_items_data_and_metadata(irt, vectors, photo) -> None:
+    meta = upload(irt, "cats/indoor/tom.jpg", photo)
+    assert ingest.handle(event("cats/indoor/tom.jpg", **meta), irt).outcome is Outcome.EMBEDDED
+    got = indexed(vectors, "cats/indoor/tom.jpg")
+    assert got is not None and got["key"] == pk("cats/indoor/tom.jpg")
+    assert got["metadata"] == {
+        "bucket": BUCKET,
+        "key": "cats/indoor/tom.jpg",
+        "dirs": ["cats/", "cats/indoor/"],
+        "model": MODEL_ID,
+        "etag": meta["etag"],
+        "width": 640,
+        "height": 427,
+    }
+    np.testing.assert_array_equal(np.asarray(got["data"]["float32"], np.float32), FakeEngine.vector_for(photo))
+    assert_follows(irt, vectors, "cats/indoor/tom.jpg")
+    assert irt.index.held(pk("cats/indoor/tom.jpg")) == Entry(meta["etag"], MODEL_ID)
+    assert irt.index.held(pk("nothing.jpg")) is None
+
+
+def test_a_key_at_the_root_has_no_directories_and_a_long_key_a_digest(irt, vectors, photo) -> None:
+    long_key = "a/" + "x" * 1010 + ".jpg"  # pk over 1,024 characters
+    for key in ("root.jpg", long_key):
+        assert ingest.handle(event(key, **upload(irt, key, photo)), irt).outcome is Outcome.EMBEDDED
+    assert "dirs" not in indexed(vectors, "root.jpg")["metadata"]
+    digest = vector_index.vector_key(pk(long_key))
+    (got,) = vectors.get_vectors(vectorBucketName=VECTOR_BUCKET, indexName=INDEX, keys=[digest],
+                                 returnMetadata=True)["vectors"]  # fmt: skip
+    assert got["metadata"]["key"] == long_key
+    assert {m.key for m in irt.index.query(FakeEngine.vector_for(photo), 5)} == {"root.jpg", long_key}
+    assert ingest.handle(event(long_key, seq="0B", action=Action.REMOVED), irt).outcome is Outcome.DELETED
+    assert vectors.get_vectors(vectorBucketName=VECTOR_BUCKET, indexName=INDEX, keys=[digest])["vectors"] == []
+
+
+# ------------------------------------------------------------------------------------------------ query
+def put_vector(index: S3VectorsIndex, key: str, vector: np.ndarray, model: str = MODEL_ID) -> None:
+    index.put(ObjectMeta(bucket=BUCKET, key=key, order_key="0", etag=f"e-{key}"),
+              Embedding(vector=vector, norm=1.0, width=4, height=3, model=model))  # fmt: skip
+
+
+def test_query_ranks_by_cosine_similarity_with_a_prefix(irt, faults) -> None:
+    keys = ["cats/a.jpg", "cats/b.jpg", "cats/kittens/c.jpg", "dogs/d.jpg", "cat.jpg", "cats.jpg"]
+    vecs = {key: unit(i) for i, key in enumerate(keys)}
+    for key, vec in vecs.items():
+        put_vector(irt.index, key, vec)
+    put_vector(irt.index, "cats/old-model.jpg", unit(0), model="another/model")  # never answered
+    query = unit(0) + 0.5 * unit(2)
+
+    def expected(prefix: str, k: int) -> list[tuple[str, float]]:
+        norm = float(np.linalg.norm(query))
+        sims = {key: float(v @ query) / norm for key, v in vecs.items() if key.startswith(prefix)}
+        return sorted(sims.items(), key=lambda kv: -kv[1])[:k]
+
+    for prefix, k in [("", 3), ("cats/", 10), ("cats/kittens/", 2), ("cat", 10), ("cats/k", 1), ("nope/", 3)]:
+        got = irt.index.query(query, k, prefix or None)
+        assert [m.key for m in got] == [key for key, _ in expected(prefix, k)], prefix
+        assert [m.score for m in got] == pytest.approx([s for _, s in expected(prefix, k)], abs=1e-5)
+        assert all(isinstance(m, Match) and (m.bucket, m.width, m.height) == (BUCKET, 4, 3) for m in got)
+    assert irt.index.query(unit(3), 1)[0] == Match("dogs/d.jpg", BUCKET, pytest.approx(1.0), 4, 3, "e-dogs/d.jpg")
+
+
+def test_query_filters_a_directory_in_the_index_and_a_partial_name_after(irt, vectors, faults, monkeypatch) -> None:
+    sent: list[dict[str, Any]] = []
+    query_vectors = vectors.query_vectors
+    monkeypatch.setattr(vectors, "query_vectors", lambda **kw: sent.append(kw) or query_vectors(**kw))
+    put_vector(irt.index, "cats/a.jpg", unit(1))
+    irt.index.query(unit(1), 5, "cats/")
+    irt.index.query(unit(1), 5, "cats/a")
+    irt.index.query(unit(1), 5)
+    model = {"model": {"$eq": MODEL_ID}}
+    assert [(kw["topK"], kw.get("filter")) for kw in sent] == [
+        (5, {"$and": [model, {"dirs": {"$eq": "cats/"}}]}),
+        (vector_index.MAX_TOP_K, {"$and": [model, {"dirs": {"$eq": "cats/"}}]}),
+        (5, model),
+    ]
+    assert all(kw["returnMetadata"] and kw["returnDistance"] for kw in sent)
+
+
+def test_query_refuses_k_out_of_range_and_a_failing_index_is_transient(irt, faults) -> None:
+    for k in (0, 101):
+        with pytest.raises(ValueError, match="k must be"):
+            irt.index.query(unit(1), k)
+    faults.fail("QueryVectors")
+    with pytest.raises(TransientError, match="QueryVectors"):
+        irt.index.query(unit(1), 3)
+
+
+# --------------------------------------------------------------------------- ingest: the index follows the table
+def test_embed_delete_and_failure_records_keep_the_index_in_line(irt, vectors, photo, photo2) -> None:
+    meta = upload(irt, "k.jpg", photo)
+    assert ingest.handle(event("k.jpg", seq="0B", **meta), irt).outcome is Outcome.EMBEDDED
+    assert_follows(irt, vectors, "k.jpg")
+    assert ingest.handle(event("k.jpg", seq="0B", **meta), irt).outcome is Outcome.DUPLICATE
+    newer = upload(irt, "k.jpg", photo2)  # overwritten: the vector is replaced
+    assert ingest.handle(event("k.jpg", seq="0C", **newer), irt).outcome is Outcome.EMBEDDED
+    np.testing.assert_array_equal(indexed_vector(vectors, "k.jpg"), FakeEngine.vector_for(photo2))
+    bad = upload(irt, "k.jpg", b"not an image")  # overwritten by a non-image: the failure record has no vector
+    got = ingest.handle(event("k.jpg", seq="0D", **bad), irt)
+    assert (got.outcome, got.code) == (Outcome.FAILED, "not_an_image")
+    assert indexed(vectors, "k.jpg") is None
+    again = upload(irt, "k.jpg", photo)
+    assert ingest.handle(event("k.jpg", seq="0E", **again), irt).outcome is Outcome.EMBEDDED
+    irt.s3.delete_object(Bucket=BUCKET, Key="k.jpg")
+    assert ingest.handle(event("k.jpg", seq="0F", action=Action.REMOVED), irt).outcome is Outcome.DELETED
+    assert irt.sink.get(pk("k.jpg")) is None and indexed(vectors, "k.jpg") is None
+    assert ingest.handle(event("k.jpg", seq="0E", **again), irt).outcome is Outcome.GONE  # late: nothing back
+    assert indexed(vectors, "k.jpg") is None
+
+
+def test_an_object_deleted_while_it_was_embedded_leaves_no_vector(irt, vectors, photo, monkeypatch) -> None:
+    meta = upload(irt, "brief.jpg", photo)
+    embed_one = irt.engine.embed_one
+
+    def delete_then_embed(data: bytes) -> Any:
+        irt.s3.delete_object(Bucket=BUCKET, Key="brief.jpg")  # its delete event ran before our write
+        return embed_one(data)
+
+    monkeypatch.setattr(irt.engine, "embed_one", delete_then_embed)
+    assert ingest.handle(event("brief.jpg", **meta), irt) == Result(Outcome.GONE, pk("brief.jpg"))
+    assert irt.sink.get(pk("brief.jpg")) is None and indexed(vectors, "brief.jpg") is None
+
+
+def test_a_put_that_fails_after_the_item_is_retried_into_the_index(irt, vectors, faults, photo) -> None:
+    """PutItem succeeded, PutVectors failed: the record is retried, finds a duplicate, and puts the vector
+    from the item, without embedding again."""
+    meta = upload(irt, "k.jpg", photo)
+    faults.fail("PutVectors")
+    with pytest.raises(TransientError, match="PutVectors"):
+        ingest.handle(event("k.jpg", **meta), irt)
+    assert stored_vector(irt, "k.jpg") is not None and indexed(vectors, "k.jpg") is None  # between the two
+    calls = irt.engine.calls
+    assert ingest.handle(event("k.jpg", **meta), irt).outcome is Outcome.DUPLICATE
+    assert irt.engine.calls == calls  # not embedded again
+    assert_follows(irt, vectors, "k.jpg")
+    puts = faults.calls["PutVectors"]
+    assert ingest.handle(event("k.jpg", **meta), irt).outcome is Outcome.DUPLICATE
+    assert faults.calls["PutVectors"] == puts  # a duplicate the index holds is only read, never rewritten
+
+
+def test_a_delete_that_fails_after_the_item_is_retried(irt, vectors, faults, photo) -> None:
+    meta = upload(irt, "k.jpg", photo)
+    ingest.handle(event("k.jpg", **meta), irt)
+    faults.fail("DeleteVectors")
+    with pytest.raises(TransientError, match="DeleteVectors"):
+        ingest.handle(event("k.jpg", seq="0B", action=Action.REMOVED), irt)
+    assert irt.sink.get(pk("k.jpg")) is None and indexed(vectors, "k.jpg") is not None  # between the two
+    assert ingest.handle(event("k.jpg", seq="0B", action=Action.REMOVED), irt).outcome is Outcome.DELETED
+    assert indexed(vectors, "k.jpg") is None
+
+
+def test_a_failure_record_whose_vector_delete_failed_is_repaired_on_retry(irt, vectors, faults, photo) -> None:
+    ingest.handle(event("k.jpg", **upload(irt, "k.jpg", photo)), irt)
+    bad = upload(irt, "k.jpg", b"not an image")
+    faults.fail("DeleteVectors")
+    with pytest.raises(TransientError):
+        ingest.handle(event("k.jpg", seq="0B", **bad), irt)
+    assert indexed(vectors, "k.jpg") is not None  # the old bytes' vector, under a failure record
+    assert ingest.handle(event("k.jpg", seq="0B", **bad), irt).outcome is Outcome.DUPLICATE
+    assert_follows(irt, vectors, "k.jpg")
+    assert indexed(vectors, "k.jpg") is None
+
+
+def test_a_late_repair_never_resurrects_a_deleted_objects_vector(irt, vectors, faults, photo) -> None:
+    """The retry read the item (a duplicate the index lacks) ahead; the object's delete ran before the
+    retry wrote anything: the repair puts the vector back, reads the item again, and takes it out."""
+    meta = upload(irt, "k.jpg", photo)
+    faults.fail("PutVectors")
+    with pytest.raises(TransientError):
+        ingest.handle(event("k.jpg", **meta), irt)
+    retry = event("k.jpg", **meta)
+    fetched = ingest.fetch(retry, irt)  # read ahead (handler.prefetch) while ...
+    assert isinstance(fetched, ingest.Unindexed)
+    irt.s3.delete_object(Bucket=BUCKET, Key="k.jpg")  # ... the object is deleted and its event handled
+    assert ingest.handle(event("k.jpg", seq="0B", action=Action.REMOVED), irt).outcome is Outcome.DELETED
+    assert ingest.finish(retry, irt, fetched).outcome is Outcome.DUPLICATE
+    assert faults.calls["PutVectors"] == 2  # the failed one, the repair's (its read back then took it out)
+    assert irt.sink.get(pk("k.jpg")) is None and indexed(vectors, "k.jpg") is None
+
+
+def test_a_concurrent_newer_event_wins_the_index_too(irt, vectors, photo, photo2, monkeypatch) -> None:
+    """Our vector lands after a newer event's item and vector (two invocations racing on one key): the read
+    back sees the newer item and puts its vector again. No stale vector is left."""
+    old, new = upload(irt, "k.jpg", photo), None
+    put = irt.index.put
+    raced = []
+
+    def newer_event_first(meta: ObjectMeta, emb: Embedding) -> None:
+        nonlocal new
+        if not raced:
+            raced.append(meta.etag)
+            new = upload(irt, "k.jpg", photo2)
+            assert ingest.handle(event("k.jpg", seq="0B", **new), irt).outcome is Outcome.EMBEDDED
+        put(meta, emb)
+
+    monkeypatch.setattr(irt.index, "put", newer_event_first)
+    got = ingest.handle(event("k.jpg", seq="0A", **old), irt)
+    assert got.outcome is Outcome.EMBEDDED and raced == [old["etag"]]  # our write was first, our vector last
+    np.testing.assert_array_equal(stored_vector(irt, "k.jpg"), FakeEngine.vector_for(photo2))
+    assert_follows(irt, vectors, "k.jpg")
+
+
+def test_an_item_that_keeps_changing_is_retried(irt, vectors, photo, monkeypatch) -> None:
+    meta = upload(irt, "k.jpg", photo)
+    assert ingest.handle(event("k.jpg", **meta), irt).outcome is Outcome.EMBEDDED
+    flips = iter(range(100))
+    get = irt.sink.get
+
+    def changing(key: str) -> Any:  # every read back finds the item changed again (there, gone, there, ...)
+        stored = get(key)
+        return stored if next(flips) % 2 == 0 else None
+
+    monkeypatch.setattr(irt.sink, "get", changing)
+    with pytest.raises(TransientError, match="kept changing"):
+        indexing.follow(irt.sink, irt.index, indexing.Delete(pk("k.jpg")))
+    assert next(flips) == indexing.MAX_ROUNDS  # one read back a round
+    monkeypatch.undo()
+    assert ingest.handle(event("k.jpg", **meta), irt).outcome is Outcome.DUPLICATE  # the retry settles it
+    assert_follows(irt, vectors, "k.jpg")
+
+
+def test_the_sqs_record_fails_alone_and_its_retry_fills_the_index(irt, vectors, faults, photo, photo2, context) -> None:
+    a, b = upload(irt, "a.jpg", photo), upload(irt, "b.jpg", photo2)
+    bodies = [s3_notification(BUCKET, key, etag=m["etag"], size=m["size"], sequencer="0A")
+              for key, m in (("a.jpg", a), ("b.jpg", b))]  # fmt: skip
+    faults.fail("PutVectors")  # the first record's index write
+    first = s3.lambda_handler(sqs_event(*bodies), context)
+    assert first == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    assert indexed(vectors, "a.jpg") is None and indexed(vectors, "b.jpg") is not None
+    assert s3.lambda_handler(sqs_event(bodies[0]), context) == {"batchItemFailures": []}
+    for key in ("a.jpg", "b.jpg"):
+        assert_follows(irt, vectors, key)
+
+
+def test_a_backfill_indexes_items_written_before_the_index(rt, vectors, faults, photo, photo2, context) -> None:
+    """Items from before the index (or a table restored): the backfill finds duplicates and puts their
+    vectors from the items, embedding nothing."""
+    metas = {key: upload(rt, key, data) for key, data in (("old/a.jpg", photo), ("old/b.jpg", photo2))}
+    for key, meta in metas.items():
+        assert ingest.handle(event(key, **meta), rt).outcome is Outcome.EMBEDDED  # no index yet
+    rt.index = S3VectorsIndex(vectors, VECTOR_BUCKET, INDEX, model=MODEL_ID)
+    calls = rt.engine.calls
+    items = [{"Etag": f'"{m["etag"]}"', "Key": key, "LastModified": 1767225600, "Size": m["size"]}
+             for key, m in metas.items()]  # fmt: skip
+    batch = {"Items": items, "BatchInput": {"bucket": BUCKET, "model_id": None, "keys_url_encoded": False}}
+    out = s3.lambda_handler(batch, context)
+    assert out["counts"] == {"duplicate": 2} and rt.engine.calls == calls
+    for key in metas:
+        assert_follows(rt, vectors, key)
+    rt.index = None
+
+
+# ------------------------------------------------------------------------------------------------ wiring
+def test_the_index_is_configured_by_two_variables(monkeypatch) -> None:
+    s = Settings.from_env({"VECTOR_BUCKET": " vb ", "VECTOR_INDEX": "images"})
+    assert (s.vector_bucket, s.vector_index) == ("vb", "images")
+    assert (Settings.from_env({}).vector_bucket, Settings.from_env({}).vector_index) == ("", "")
+
+    class Session:
+        def create_client(self, service: str, config: Any) -> tuple[str, Any]:
+            return service, config
+
+    index = vector_index.connect(s, Session(), "config", model="m")
+    assert index is not None and (index.client, index.bucket, index.index, index.model) == (
+        ("s3vectors", "config"),
+        "vb",
+        "images",
+        "m",
+    )
+    assert vector_index.connect(Settings(vector_bucket="vb"), Session(), None, model="m") is None
+    assert vector_index.connect(Settings(vector_index="images"), Session(), None, model="m") is None
+
+
+def test_without_an_index_ingest_makes_no_index_call(rt, faults, photo) -> None:
+    assert rt.index is None
+    meta = upload(rt, "k.jpg", photo)
+    assert ingest.handle(event("k.jpg", **meta), rt).outcome is Outcome.EMBEDDED
+    assert ingest.handle(event("k.jpg", **meta), rt).outcome is Outcome.DUPLICATE
+    assert ingest.handle(event("k.jpg", seq="0B", action=Action.REMOVED), rt).outcome is Outcome.DELETED
+    assert sum(faults.calls.values()) == 0
