@@ -227,8 +227,25 @@ def test_http_api_routes_use_iam_auth_by_default(template: dict[str, Any], resou
 
 
 # ------------------------------------------------------------------------------------------ least privilege
-def statements(resources: dict[str, Any], role: str) -> list[dict[str, Any]]:
-    return [s for p in resources[role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+def resolve(node: Any, conditions: dict[str, bool]) -> Any:
+    """A template node with every ``Fn::If`` decided by ``conditions`` and ``AWS::NoValue`` dropped."""
+    none = {"Ref": "AWS::NoValue"}
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return resolve(yes if conditions[name] else no, conditions)
+        return {k: r for k, v in node.items() if (r := resolve(v, conditions)) != none}
+    if isinstance(node, list):
+        return [r for v in node if (r := resolve(v, conditions)) != none]
+    return node
+
+
+DEFAULTS = {"HasVectorIndex": True}  # the conditions of the roles' grants, as the default parameters set them
+
+
+def statements(resources: dict[str, Any], role: str, conditions: dict[str, bool] = DEFAULTS) -> list[dict[str, Any]]:
+    policies = resolve(resources[role]["Properties"]["Policies"], conditions)
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
 
 
 def actions(statement: dict[str, Any]) -> list[str]:
@@ -238,6 +255,13 @@ def actions(statement: dict[str, Any]) -> list[str]:
 
 _XRAY = {("xray:PutTraceSegments", "*"), ("xray:PutTelemetryRecords", "*")}
 _BUCKET, _TABLE = frozenset({"ImagesBucket"}), frozenset({"EmbeddingsTable"})
+_INDEX = frozenset({"EmbeddingsIndex"})
+# The vector index's grants (VectorIndex=s3vectors): the S3 function follows the table into the index (and
+# reads it to repair a duplicate); the API searches it (a filtered query returning metadata needs GetVectors).
+INDEX_GRANTS: dict[str, set[Any]] = {
+    "S3FunctionRole": {(f"s3vectors:{verb}", _INDEX) for verb in ("PutVectors", "DeleteVectors", "GetVectors")},
+    "ApiFunctionRole": {(f"s3vectors:{verb}", _INDEX) for verb in ("QueryVectors", "GetVectors")},
+}
 # Each role's grants, exactly (action, resources): a new action or a widened resource fails the test.
 EXACT_GRANTS: dict[str, set[Any]] = {
     "S3FunctionRole": {
@@ -250,6 +274,7 @@ EXACT_GRANTS: dict[str, set[Any]] = {
         ("dynamodb:GetItem", _TABLE),
         ("dynamodb:PutItem", _TABLE),
         ("dynamodb:DeleteItem", _TABLE),
+        *INDEX_GRANTS["S3FunctionRole"],
         *{
             (f"sqs:{verb}", frozenset({"ImagesQueue"}))
             for verb in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "GetQueueAttributes")
@@ -264,6 +289,7 @@ EXACT_GRANTS: dict[str, set[Any]] = {
         ("s3:ListBucket", _BUCKET),
         ("dynamodb:GetItem", _TABLE),
         ("dynamodb:PutItem", _TABLE),
+        *INDEX_GRANTS["ApiFunctionRole"],
     },
 }
 
@@ -294,6 +320,8 @@ def test_roles_are_least_privilege(resources: dict[str, Any], role: str) -> None
             elif service == "logs":
                 assert verb in {"CreateLogStream", "PutLogEvents"}
                 assert len(target) == 1 and next(iter(target)).endswith("LogGroup")
+            elif service == "s3vectors":
+                assert statement["Resource"] == {"Fn::GetAtt": ["EmbeddingsIndex", "IndexArn"]}  # that index only
             else:
                 pytest.fail(f"unexpected action {action}")
     granted = {(a, frozenset(refs(s["Resource"])) if s["Resource"] != "*" else "*") for s in statements(resources, role)
@@ -302,6 +330,61 @@ def test_roles_are_least_privilege(resources: dict[str, Any], role: str) -> None
     fn = "S3Function" if role == "S3FunctionRole" else "ApiFunction"
     assert resources[fn]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
     assert "Policies" not in resources[fn]["Properties"], "SAM Policies would add managed policies"
+
+
+@pytest.mark.parametrize("role", ["S3FunctionRole", "ApiFunctionRole"])
+def test_without_a_vector_index_no_role_touches_s3vectors(resources: dict[str, Any], role: str) -> None:
+    """VectorIndex=none: the same grants less the index's, and no vector bucket or index at all."""
+    granted = {(a, frozenset(refs(s["Resource"])) if s["Resource"] != "*" else "*")
+               for s in statements(resources, role, {"HasVectorIndex": False}) for a in actions(s)}  # fmt: skip
+    assert granted == EXACT_GRANTS[role] - INDEX_GRANTS[role]
+
+
+def test_the_vector_index_is_the_one_the_code_writes(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """512-d float32 cosine, encrypted, the non-filterable keys of handler.vector_index; only with
+    VectorIndex=s3vectors (the default), and both functions are told its names."""
+    from handler import vector_index
+
+    param = template["Parameters"]["VectorIndex"]
+    assert (param["Default"], param["AllowedValues"]) == ("s3vectors", ["s3vectors", "none"])
+    assert template["Conditions"]["HasVectorIndex"] == {"Fn::Equals": [{"Ref": "VectorIndex"}, "s3vectors"]}
+    bucket, index = resources["VectorBucket"], resources["EmbeddingsIndex"]
+    assert bucket["Type"] == "AWS::S3Vectors::VectorBucket" and index["Type"] == "AWS::S3Vectors::Index"
+    assert bucket["Condition"] == index["Condition"] == "HasVectorIndex"
+    props = index["Properties"]
+    shape = (props["DataType"], props["Dimension"], props["DistanceMetric"])
+    assert shape == ("float32", vector_index.DIMENSION, vector_index.DISTANCE) == ("float32", 512, "cosine")
+    assert props["EncryptionConfiguration"]["SseType"] in ("AES256", "aws:kms")
+    assert bucket["Properties"]["EncryptionConfiguration"]["SseType"] in ("AES256", "aws:kms")
+    assert props["MetadataConfiguration"]["NonFilterableMetadataKeys"] == list(vector_index.NON_FILTERABLE)
+    assert set(vector_index.NON_FILTERABLE) == {"key", "width", "height"}
+    assert props["VectorBucketArn"] == {"Fn::GetAtt": ["VectorBucket", "VectorBucketArn"]}
+    env = template["Globals"]["Function"]["Environment"]["Variables"]  # both functions
+    assert env["VECTOR_INDEX"] == {"Fn::If": ["HasVectorIndex", props["IndexName"], ""]}
+    name = env["VECTOR_BUCKET"]["Fn::If"]
+    assert name[0] == "HasVectorIndex" and name[2] == "" and name[1] == bucket["Properties"]["VectorBucketName"]
+    for fn in of_type(resources, "AWS::Serverless::Function").values():
+        assert not {"VECTOR_BUCKET", "VECTOR_INDEX"} & set(fn["Properties"].get("Environment", {}).get("Variables", {}))
+    output = template["Outputs"]["VectorIndexArn"]
+    assert output["Condition"] == "HasVectorIndex"
+    assert output["Value"] == {"Fn::GetAtt": ["EmbeddingsIndex", "IndexArn"]}
+
+
+def test_the_vendored_s3vectors_schemas_are_still_needed() -> None:
+    """.cfnlintrc registers the S3 Vectors resource schemas for a cfn-lint that predates them; once the
+    pinned cfn-lint ships its own, drop infra/ci/cfn-schemas and .cfnlintrc."""
+    from cfnlint.schema import ResourceNotFoundError
+    from cfnlint.schema.manager import PROVIDER_SCHEMA_MANAGER
+
+    known = []
+    for type_name in ("AWS::S3Vectors::VectorBucket", "AWS::S3Vectors::Index"):
+        try:
+            PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", type_name)
+            known.append(type_name)
+        except ResourceNotFoundError:
+            pass
+    assert known == [], f"cfn-lint now ships {known}: remove the vendored schemas"
+    assert "infra/ci/cfn-schemas" in (ROOT / ".cfnlintrc").read_text()
 
 
 def test_functions_are_traced(resources: dict[str, Any], template: dict[str, Any]) -> None:
