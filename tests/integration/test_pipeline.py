@@ -82,3 +82,54 @@ def test_dynamodb_outage_is_retried_and_every_item_lands_once(
     assert set(items) == {f"s3://{bucket}/{k}" for k in keys}  # each exactly once (pk is unique)
     assert all("embedding" in it and "error_code" not in it for it in items.values())
     assert dlq_bodies(stack) == []
+
+
+def test_uploads_land_in_the_vector_index_as_in_the_table_and_deletes_leave_it(
+    stack: MotoStack, s3_fn: LocalFunction, poller: SqsPoller
+) -> None:
+    """The live path with the index on (the template's default): each object's vector in S3 Vectors is its
+    item's, bit for bit, found by QueryVectors (the local emulation) under its prefix; a delete removes both."""
+    from handler.vector_index import S3VectorsIndex
+
+    bucket, names = stack.names.bucket, stack.names
+    images = {
+        "search/cats/china.jpg": photo_bytes()["china.jpg"],
+        "search/flowers/flower.jpg": photo_bytes()["flower.jpg"],
+        "search/small china.png": encode(resized_photo((300, 200))),
+    }
+    s3, s3v = stack.client("s3"), stack.client("s3vectors")
+    for key, data in images.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    poller.drain(timeout=120)
+
+    items = items_under(stack, f"s3://{bucket}/search/")
+    assert set(items) == {f"s3://{bucket}/{key}" for key in images}
+    where = {"vectorBucketName": names.vector_bucket, "indexName": names.vector_index}
+    got = s3v.get_vectors(**where, keys=list(items), returnData=True, returnMetadata=True)["vectors"]
+    vectors = {v["key"]: v for v in got}
+    assert set(vectors) == set(items)
+    model = items[f"s3://{bucket}/search/cats/china.jpg"]["model"]["S"]
+    index = S3VectorsIndex(s3v, names.vector_bucket, names.vector_index, model=model)
+    for pk, item in items.items():
+        embedding = np.frombuffer(item["embedding"]["B"], "<f4")
+        np.testing.assert_array_equal(np.asarray(vectors[pk]["data"]["float32"], np.float32), embedding)
+        md = vectors[pk]["metadata"]
+        assert (md["bucket"], f"s3://{bucket}/{md['key']}", md["etag"], md["model"]) == (
+            bucket,
+            pk,
+            item["etag"]["S"],
+            model,
+        )
+        assert (md["width"], md["height"]) == (int(item["width"]["N"]), int(item["height"]["N"]))
+        best = index.query(embedding, 1, prefix="search/")[0]  # its own vector is its nearest
+        assert (f"s3://{bucket}/{best.key}", best.etag) == (pk, item["etag"]["S"])
+        assert best.score == pytest.approx(1.0, abs=1e-5)
+    assert [m.key for m in index.query(embedding, 3, prefix="search/cats/")] == ["search/cats/china.jpg"]
+
+    s3.delete_object(Bucket=bucket, Key="search/cats/china.jpg")
+    poller.drain(timeout=120)
+    gone = f"s3://{bucket}/search/cats/china.jpg"
+    assert set(items_under(stack, f"s3://{bucket}/search/")) == set(items) - {gone}
+    left = s3v.get_vectors(**where, keys=list(items))["vectors"]
+    assert {v["key"] for v in left} == set(items) - {gone}
+    assert index.query(embedding, 3, prefix="search/cats/") == []
