@@ -9,7 +9,7 @@ where a ViT-B/32 image is already ~4 GFLOP of GEMMs that saturate the cores.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,7 @@ from layer.manifest import (
 from layer.preprocess import preprocess
 from layer.session import SessionSettings, create_session
 from layer.settings import EngineSettings
+from layer.text import ClipTokenizer, TextEmbedding, TextEncoder
 
 Precision = Literal["int8", "fp32"]
 # The default JPEG path: DCT-domain downscale (1/2…1/8) that keeps the shortest side ≥ 1.5× the resize
@@ -112,6 +113,7 @@ class Embedder:
         self.exif = exif
         self.cpu = cpu or CpuInfo.detect()
         self.session = create_session(self.model_path, self.session_settings)
+        self.text: TextEncoder | None = None  # from_dir(..., text=True)
         out = self.session.get_outputs()[0]
         self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else self.manifest.dim
 
@@ -127,9 +129,11 @@ class Embedder:
         exif: bool = True,
         verify: bool = False,
         settings: EngineSettings | None = None,
+        text: bool = False,
     ) -> Embedder:
         """``settings``: the environment's (``EngineSettings.from_env``) unless given; ``threads`` and
-        ``limits`` override them."""
+        ``limits`` override them. ``text``: also load the text tower if the model has one (the API's text
+        and search routes need it; the S3 function does not, and skips its memory and its INIT time)."""
         settings = settings or EngineSettings.from_env()
         model_dir = Path(model_dir)
         manifest = Manifest.read(model_dir)
@@ -143,19 +147,30 @@ class Embedder:
         cpu = CpuInfo.detect()
         fp32 = SessionTuning(optimization="all")  # the plain export: every graph optimization at load
         tuning = int8_tuning(cpu, manifest.quantization) if precision == "int8" else fp32
-        return cls(
+        session_settings = SessionSettings.auto(
+            settings, threads=threads, optimization=tuning.optimization, config=tuning.config
+        )
+        engine = cls(
             model_file,
             PreprocessConfig.from_file(model_dir / PREPROCESSOR_FILE),
             model_id=manifest.model_id + ("" if precision == "int8" else "@fp32"),
             manifest=manifest,
             limits=limits or settings.limits,
-            session_settings=SessionSettings.auto(
-                settings, threads=threads, optimization=tuning.optimization, config=tuning.config
-            ),
+            session_settings=session_settings,
             cpu=cpu,
             fast_jpeg=fast_jpeg,
             exif=exif,
         )
+        if text and manifest.text_tower is not None:
+            engine.text = load_text_tower(
+                model_dir,
+                manifest,
+                model_id=engine.model_id,
+                precision=precision,
+                cpu=cpu,
+                image_settings=session_settings,
+            )
+        return engine
 
     def cpu_report(self) -> dict[str, Any]:
         """This CPU, its int8 kernel path, the session options chosen for it and whether the model's
@@ -186,6 +201,12 @@ class Embedder:
         return l2_normalize(self.run_model(pixels))
 
     # --- public API ---------------------------------------------------------------------------------
+    def embed_text(self, text: str) -> TextEmbedding:
+        """Embed one text into the images' space; raises ``TextError`` for a text it refuses."""
+        if self.text is None:
+            raise ModelDirError("no text tower loaded: from_dir(..., text=True) on a model built with one")
+        return self.text.embed(text)
+
     def embed_one(self, data: bytes) -> Embedding:
         """Embed one image; raises ``ImageError`` (with ``code`` and ``http_status``) for bad input."""
         pixels, decoded, t = self.to_pixels(data)
@@ -202,3 +223,28 @@ class Embedder:
             format=decoded.format,
             timings=Timings(t.decode_ms, t.preprocess_ms, inference_ms),
         )
+
+
+def load_text_tower(
+    model_dir: Path,
+    manifest: Manifest,
+    *,
+    model_id: str,
+    precision: Precision,
+    cpu: CpuInfo,
+    image_settings: SessionSettings,
+) -> TextEncoder:
+    """The text tower's session (the image session's threads, its own int8 tuning) and its tokenizer."""
+    tower = manifest.text_tower
+    if tower is None:
+        raise ModelDirError(f"{model_dir} has no text tower (built with --no-text)")
+    path = model_dir / (tower.file if precision == "int8" else tower.fp32_file)
+    if not path.exists():
+        raise ModelDirError(f"{path} not found")
+    int8 = precision == "int8" and tower.precision == "int8"
+    tuning = int8_tuning(cpu, tower.quantization) if int8 else SessionTuning(optimization="all")
+    settings = replace(image_settings, optimization=tuning.optimization, config=tuning.config)
+    tokenizer = ClipTokenizer(
+        model_dir / tower.tokenizer, context_length=tower.context_length, pad_id=tower.pad_id, eos_id=tower.eos_id
+    )
+    return TextEncoder(create_session(path, settings), tokenizer, model_id, io=(tower.input_name, tower.output_name))

@@ -54,5 +54,28 @@ class CorruptImage(ImageError):
     http_status = 422
 
 
+class TextError(ValueError):
+    """A text that cannot be embedded (the text tower's counterpart of ImageError)."""
+
+    code = "invalid_text"
+    http_status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EmptyText(TextError):
+    code = "empty_text"
+    http_status = 400
+
+
+class TextTooLong(TextError):
+    """More characters than the API takes per text (the tokenizer itself truncates at 77 tokens)."""
+
+    code = "text_too_long"
+    http_status = 413
+
+
 class ModelDirError(RuntimeError):
     """The model directory is missing files or does not match its manifest. A deployment error, not input."""

@@ -55,6 +55,7 @@ def main() -> int:
         importlib.import_module(module)
     from handler import runtime
 
+    runtime.require_text()  # as the API function does: the text tower loads too, if the model has one
     rt = runtime.current()
     init_s = time.perf_counter() - t0
 
@@ -67,7 +68,13 @@ def main() -> int:
     norm = float((vec * vec).sum()) ** 0.5
     if vec.shape != (512,) or abs(norm - 1.0) > 1e-3:
         return fail(f"embedding shape {vec.shape}, norm {norm}")
-    print(f"image_check: ok: model {rt.engine.model_id}, import+init {init_s:.2f}s, dim {vec.shape[0]}")
+    text = "no text tower"
+    if manifest.text_tower is not None:
+        t = rt.engine.embed_text("a photo of a cat")
+        if t.vector.shape != (512,) or abs(float((t.vector * t.vector).sum()) ** 0.5 - 1.0) > 1e-3:
+            return fail(f"text embedding shape {t.vector.shape}")
+        text = f"text tower ok ({t.tokens} tokens)"
+    print(f"image_check: ok: model {rt.engine.model_id}, import+init {init_s:.2f}s, dim {vec.shape[0]}, {text}")
     return 0
 
 
