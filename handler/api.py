@@ -1,7 +1,9 @@
 """The API function (API Gateway HTTP API, payload v2): embed images sent in the request or named in S3.
 
 Routes: ``POST /embed`` (raw ``image/*`` body → one vector; ``application/json`` ``{"images": [...]}`` → a
-vector per image, errors in place), ``GET /model`` (the model's manifest), ``GET /health``. Errors are
+vector per image, errors in place), ``POST /embed/text`` (``{"texts": [...]}`` → a vector per text, in the
+images' space), ``POST /search`` (a text, an image or an s3 reference → the k nearest images of the vector
+index), ``GET /model`` (the model's manifest), ``GET /health``. Errors are
 ``{"error": {"code", "message"}}`` with a 4xx status for bad input; a 500 only for our own bugs, without a
 stack trace. The raw body is base64-decoded here: Powertools' ``decoded_body`` decodes to str and breaks on
 image bytes.
@@ -12,19 +14,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from handler import ingest, location, objects, runtime, settings
 from handler.errors import API_ERRORS, AccessDenied, ObjectChanged, ObjectGone, RequestError, TransientError
-from handler.observability import count, logger, metrics, record_failure, tracer
+from handler.observability import count, logger, metrics, record_failure, subsegment, tracer
 from handler.schemas import (
+    MAX_TEXTS,
     BatchItem,
     BatchResponse,
     EmbeddingOut,
@@ -33,15 +36,29 @@ from handler.schemas import (
     ErrorResponse,
     Health,
     ImageRef,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    TextItem,
+    TextRequest,
+    TextResponse,
     error_body,
 )
-from layer import ImageError
+from layer import ImageError, ModelDirError
+from layer.errors import TextError
+from layer.text import MAX_TEXT_CHARS, TextEmbedding
 
 app = APIGatewayHttpResolver(enable_validation=True)
+M = TypeVar("M", bound=BaseModel)
 
+runtime.require_text()  # this function embeds texts too: its engine loads the text tower
 if settings.in_lambda():
     runtime.current()  # INIT: load the model before the first request
 
+_NOT_BUILT: Any = {
+    "description": "Not in this deployment: a model built without its text tower, or no vector index",
+    "content": {"application/json": {"model": ErrorResponse}},
+}
 _ERRORS: dict[int, Any] = {
     status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
     for status, text in {
@@ -65,7 +82,7 @@ def error_response(status: int, code: str, message: str) -> Response[dict[str, A
     return json_response(status, error_body(code, message))
 
 
-def refused(exc: ImageError | RequestError) -> ErrorBody:
+def refused(exc: ImageError | TextError | RequestError) -> ErrorBody:
     """Log and count a coded refusal (by code: a 503 is told apart from the caller's mistakes) and name it."""
     logger.info("request rejected", extra={"error_code": exc.code, "error_message": exc.message})
     record_failure(exc.code)
@@ -138,14 +155,27 @@ def embed() -> Response[dict[str, Any]]:
     )
 
 
-def embed_batch(rt: runtime.Runtime) -> BatchResponse:
-    raw = request_body(rt.settings.limits.max_bytes * rt.settings.max_batch)
+def parse(model: type[M], raw: bytes) -> M:
+    """A JSON body as ``model``, or ``invalid_request`` naming the first field that is wrong."""
     try:
-        request = EmbedRequest.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise RequestError("invalid_request", f"{where}: {first.get('msg')}".strip(": ")) from exc
+
+
+def json_body(max_bytes: int) -> bytes:
+    kind = media_type()
+    if not (kind == "application/json" or kind.endswith("+json")):
+        raise RequestError(
+            "unsupported_media_type", f"Content-Type {kind or '(none)'} is not supported: send application/json"
+        )
+    return request_body(max_bytes)
+
+
+def embed_batch(rt: runtime.Runtime) -> BatchResponse:
+    request = parse(EmbedRequest, request_body(rt.settings.limits.max_bytes * rt.settings.max_batch))
     if len(request.images) > rt.settings.max_batch:
         raise RequestError("too_many_images", f"{len(request.images)} images; the limit is {rt.settings.max_batch}")
     if request.store and not rt.settings.allow_store:
@@ -198,6 +228,88 @@ def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
         raise RequestError("s3_unavailable", f"{uri}: S3 is unavailable, retry later") from exc
 
 
+@app.post(
+    "/embed/text",
+    summary="Embed texts into the images' space (CLIP's text tower)",
+    description=(
+        f'JSON {{"texts": [...]}} (up to {MAX_TEXTS}, each up to {MAX_TEXT_CHARS} characters) → one result per '
+        "text, in order: a unit vector comparable with the image embeddings (cosine = dot product), the "
+        "number of tokens kept and whether the text was truncated at CLIP's 77-token context; or that "
+        "text's own error."
+    ),
+    responses={
+        200: {"description": "Per-text results", "content": {"application/json": {"model": TextResponse}}},
+        **_ERRORS,
+        501: _NOT_BUILT,
+    },
+    operation_id="embedText",
+)
+def embed_texts() -> Response[dict[str, Any]]:
+    rt = runtime.current()
+    request = parse(TextRequest, json_body(MAX_TEXTS * MAX_TEXT_CHARS * 6 + 1024))
+    results = [one_text(rt, i, text) for i, text in enumerate(request.texts)]
+    answer = TextResponse(model=rt.engine.model_id, dim=rt.engine.dim, results=results)
+    return json_response(200, answer.model_dump(exclude_none=True))
+
+
+def one_text(rt: runtime.Runtime, index: int, text: str) -> TextItem:
+    try:
+        return TextItem.embedded(index, embed_text(rt, text))
+    except TextError as exc:
+        return TextItem(index=index, status=exc.http_status, error=refused(exc))
+
+
+def embed_text(rt: runtime.Runtime, text: str) -> TextEmbedding:
+    """The engine's text call; a model without a text tower is the deployment's 501, not the caller's error."""
+    try:
+        with subsegment("engine.embed_text"):
+            return rt.engine.embed_text(text)
+    except ModelDirError as exc:
+        raise RequestError("text_unavailable", "this deployment's model has no text tower") from exc
+
+
+@app.post(
+    "/search",
+    summary="The k images of the vector index nearest to a text, an image or an s3 reference",
+    description=(
+        'JSON {"text": "a red bicycle"} or {"image": base64} or {"s3": "s3://bucket/key"}, with "k" (1-100, '
+        'default 10) and an optional key "prefix" → {"results": [{"key", "bucket", "score", "width", '
+        '"height", "etag"}]}, best first; score is the cosine similarity.'
+    ),
+    responses={
+        200: {"description": "The nearest images", "content": {"application/json": {"model": SearchResponse}}},
+        **_ERRORS,
+        501: _NOT_BUILT,
+    },
+    operation_id="search",
+)
+def search() -> Response[dict[str, Any]]:
+    rt = runtime.current()
+    request = parse(SearchRequest, json_body(rt.settings.limits.max_bytes * 2))
+    if rt.index is None:
+        raise RequestError("search_unavailable", "no vector index is configured (template VectorIndex=none)")
+    truncated = None
+    if request.text is not None:
+        text = embed_text(rt, request.text)
+        vector, truncated, kind = text.vector, text.truncated, "text"
+    else:
+        if request.image is not None:
+            data, kind = _b64decode(request.image, "image"), "image"
+        else:
+            data, kind = read_reference(rt, request.s3 or "").data, "s3"
+        vector = ingest.embed_image(rt.engine, data).vector
+    try:
+        with subsegment("index.query"):
+            matches = rt.index.query(vector, request.k, request.prefix)
+    except TransientError as exc:
+        raise RequestError("index_unavailable", "the vector index did not answer: retry later") from exc
+    hits = [SearchHit(key=m.key, bucket=m.bucket, score=m.score, width=m.width, height=m.height, etag=m.etag)
+            for m in matches]  # fmt: skip
+    count("Searches")
+    answer = SearchResponse(model=rt.engine.model_id, query=kind, truncated=truncated, results=hits)
+    return json_response(200, answer.model_dump(exclude_none=True))
+
+
 @app.get(
     "/model",
     summary="The model manifest, its id, dimension, input limits, and this CPU's int8 kernel path",
@@ -227,6 +339,11 @@ def health() -> Health:
 
 @app.exception_handler(ImageError)
 def _image_error(exc: ImageError) -> Response:
+    return json_response(exc.http_status, ErrorResponse(error=refused(exc)).model_dump())
+
+
+@app.exception_handler(TextError)
+def _text_error(exc: TextError) -> Response:
     return json_response(exc.http_status, ErrorResponse(error=refused(exc)).model_dump())
 
 

@@ -59,6 +59,8 @@ API_ERRORS: dict[str, int] = {
     "invalid_body": 400,  # a text body that is not UTF-8
     "invalid_s3_uri": 400,
     "empty_image": 400,
+    "empty_text": 400,
+    "invalid_text": 400,
     "s3_bucket_not_allowed": 403,
     "s3_access_denied": 403,
     "store_disabled": 403,
@@ -67,9 +69,13 @@ API_ERRORS: dict[str, int] = {
     "image_too_large": 413,
     "too_many_pixels": 413,
     "too_many_images": 413,
+    "text_too_long": 413,
     "unsupported_media_type": 415,
     "not_an_image": 422,
     "corrupt_image": 422,
+    "text_unavailable": 501,  # the deployed model was built without its text tower (--no-text)
+    "search_unavailable": 501,  # no vector index is configured (VectorIndex=none)
     "s3_unavailable": 503,  # S3 throttled or failed: retry later
+    "index_unavailable": 503,  # the vector index failed to answer: retry later
     "store_unavailable": 503,  # DynamoDB failed while storing (per image, with store=true)
 }

@@ -20,6 +20,7 @@ from handler.sinks import Sink
 from handler.vector_index import VectorIndex
 from layer import Embedder, Embedding, Limits
 from layer.manifest import Manifest
+from layer.text import TextEmbedding
 
 # "standard" retries throttling and 5xx with backoff (max_attempts=3 retries: 4 attempts in all); short
 # timeouts so that an unreachable endpoint fails the record (and SQS retries it) long before the function
@@ -40,6 +41,8 @@ class Engine(Protocol):
 
     def embed_one(self, data: bytes) -> Embedding: ...
 
+    def embed_text(self, text: str) -> TextEmbedding: ...
+
     def cpu_report(self) -> dict[str, Any]: ...
 
 
@@ -52,12 +55,13 @@ class Runtime:
     index: VectorIndex | None = None  # the vector index that follows the table (VECTOR_BUCKET/VECTOR_INDEX)
 
     @classmethod
-    def from_env(cls, settings: Settings | None = None) -> Runtime:
+    def from_env(cls, settings: Settings | None = None, *, text: bool = False) -> Runtime:
         settings = settings or Settings.from_env()
         engine = Embedder.from_dir(
             settings.model_dir,
             precision="fp32" if settings.precision == "fp32" else "int8",
             settings=settings.engine,
+            text=text,
         )
         # Which CPU Lambda gave this sandbox, the int8 kernel path it takes and whether the build's gate
         # covered that path: the first thing to look at when vectors differ between invocations.
@@ -75,10 +79,19 @@ class Runtime:
 _current: Runtime | None = None
 
 
+_with_text = False  # the API function's process asks for the text tower (require_text), the S3 one does not
+
+
+def require_text() -> None:
+    """Load the text tower with the engine (if the model has one): called at import by the API function."""
+    global _with_text  # noqa: PLW0603 - a per-process choice, made before the singleton is built
+    _with_text = True
+
+
 def current() -> Runtime:
     global _current  # noqa: PLW0603 - the per-container singleton is the point
     if _current is None:
-        _current = Runtime.from_env()
+        _current = Runtime.from_env(text=_with_text)
     return _current
 
 

@@ -7,6 +7,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from layer import Embedding
+from layer.text import MAX_TEXT_CHARS, TextEmbedding
+
+MAX_TEXTS = 64  # texts per POST /embed/text: one session run each, ~10 ms apiece
 
 
 class ImageRef(BaseModel):
@@ -100,3 +103,74 @@ def embedding_fields(emb: Embedding) -> dict[str, Any]:
         "width": emb.width,
         "height": emb.height,
     }
+
+
+class TextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: list[str] = Field(
+        min_length=1,
+        max_length=MAX_TEXTS,
+        description=f"Up to {MAX_TEXTS} texts of up to {MAX_TEXT_CHARS} characters each; longer than CLIP's "
+        "77-token context is truncated (and said so per text)",
+    )
+
+
+class TextItem(BaseModel):
+    """A text's result in request order: its embedding, or the error for that text alone."""
+
+    index: int
+    embedding: list[float] | None = Field(default=None, description="Unit-length vector, the images' space")
+    norm: float | None = None
+    tokens: int | None = Field(default=None, description="Tokens kept, <|startoftext|> and <|endoftext|> included")
+    truncated: bool | None = Field(default=None, description="The text had more than 77 tokens: the rest was cut")
+    status: int | None = Field(default=None, description="HTTP status this error would have alone")
+    error: ErrorBody | None = None
+
+    @classmethod
+    def embedded(cls, index: int, emb: TextEmbedding) -> TextItem:
+        return cls(
+            index=index,
+            embedding=emb.vector.tolist(),
+            norm=float(emb.norm),
+            tokens=emb.tokens,
+            truncated=emb.truncated,
+        )
+
+
+class TextResponse(BaseModel):
+    model: str
+    dim: int
+    results: list[TextItem]
+
+
+class SearchRequest(BaseModel):
+    """A query by text, by an inline image or by an image in S3 (exactly one), for the k nearest images."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS, description="Find images matching this text")
+    image: str | None = Field(default=None, description="Find images like this one (the file, base64-encoded)")
+    s3: str | None = Field(default=None, description="Find images like s3://bucket/key")
+    k: int = Field(default=10, ge=1, le=100, description="How many results (1-100)")
+    prefix: str | None = Field(default=None, description="Only images whose key starts with this prefix")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchRequest:
+        if sum(x is not None for x in (self.text, self.image, self.s3)) != 1:
+            raise ValueError('a search needs exactly one of "text", "image" or "s3"')
+        return self
+
+
+class SearchHit(BaseModel):
+    key: str
+    bucket: str
+    score: float = Field(description="Cosine similarity to the query (1: the same direction)")
+    width: int | None = None
+    height: int | None = None
+    etag: str | None = None
+
+
+class SearchResponse(BaseModel):
+    model: str
+    query: str = Field(description='"text", "image" or "s3"')
+    truncated: bool | None = Field(default=None, description="A text query longer than 77 tokens was cut")
+    results: list[SearchHit]

@@ -41,7 +41,7 @@ from infra.local.rie import InvokeResult
 LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024  # bytes of the invoke request (the JSON event), synchronous invokes
 API_PAYLOAD_LIMIT = 10 * 1024 * 1024  # bytes of an HTTP API request body
 # The routes of template.yaml (AWS::ApiGatewayV2::Route); anything else is API Gateway's own 404.
-TEMPLATE_ROUTES = ("POST /embed", "GET /model", "GET /health")
+TEMPLATE_ROUTES = ("POST /embed", "POST /embed/text", "POST /search", "GET /model", "GET /health")
 # Media types whose bodies API Gateway passes as text; any other body (or one that is not UTF-8) is base64.
 _TEXT_TYPES = ("application/json", "application/xml", "application/javascript", "application/x-www-form-urlencoded")
 

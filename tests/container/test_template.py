@@ -20,6 +20,8 @@ from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventBridgeN
 from PIL import Image
 from samcli.yamlhelper import yaml_parse  # parses the short-form intrinsics (!Ref, !Sub, ...)
 
+from infra.local.api_gateway import TEMPLATE_ROUTES
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 EVENTS = ROOT / "events"
@@ -217,7 +219,7 @@ def test_table_on_demand_pitr_encrypted(resources: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------------- API
 def test_http_api_routes_use_iam_auth_by_default(template: dict[str, Any], resources: dict[str, Any]) -> None:
     routes = of_type(resources, "AWS::ApiGatewayV2::Route")
-    assert {r["Properties"]["RouteKey"] for r in routes.values()} >= {"POST /embed", "GET /health"}
+    assert {r["Properties"]["RouteKey"] for r in routes.values()} == set(TEMPLATE_ROUTES)  # as the local front
     for route in routes.values():
         assert route["Properties"]["AuthorizationType"] == {"Ref": "ApiAuth"}
     assert template["Parameters"]["ApiAuth"]["Default"] == "AWS_IAM"

@@ -16,6 +16,7 @@ from layer import Embedding, Limits
 from layer.decode import decode
 from layer.embedder import Timings
 from layer.manifest import Manifest
+from layer.text import TextEmbedding, check_text
 
 EVENTS = Path(__file__).with_name("events")
 BUCKET = "photos"
@@ -48,6 +49,14 @@ class FakeEngine:
     @staticmethod
     def cpu_report() -> dict[str, Any]:
         return {"kernel_path": "x86-avx2", "gate_covered": False, "session_config": {}}
+
+    def embed_text(self, text: str) -> TextEmbedding:
+        """The real text checks; a vector from the text's hash, ``truncated`` past 77 words."""
+        words = check_text(text).split()
+        return TextEmbedding(
+            vector=self.vector_for(text.encode()), norm=7.5, model=self.model_id,
+            tokens=min(len(words), 75) + 2, truncated=len(words) > 75,
+        )  # fmt: skip
 
     def embed_one(self, data: bytes) -> Embedding:
         self.calls += 1

@@ -247,7 +247,12 @@ def test_openapi_document_is_current() -> None:
     post = doc["paths"]["/embed"]["post"]
     assert set(post["requestBody"]["content"]) == {"image/*", "application/octet-stream", "application/json"}
     assert {"200", "400", "403", "404", "413", "415", "422"} <= set(post["responses"])
-    assert set(doc["paths"]) == {"/embed", "/model", "/health"}
+    from infra.local.api_gateway import TEMPLATE_ROUTES  # the template's routes, which the local front serves
+
+    assert {f"{m.upper()} {path}" for path, ops in doc["paths"].items() for m in ops} == set(TEMPLATE_ROUTES)
+    for path in ("/embed/text", "/search"):
+        assert set(doc["paths"][path]["post"]["requestBody"]["content"]) == {"application/json"}
+        assert {"200", "400", "413", "501"} <= set(doc["paths"][path]["post"]["responses"])
     for ref in json.dumps(doc).split('"$ref": "')[1:]:
         assert ref.split('"')[0].rsplit("/", 1)[1] in doc["components"]["schemas"]
 
@@ -381,8 +386,10 @@ def test_s3_unavailable_is_503_per_image(rt, context, monkeypatch) -> None:
 def test_every_documented_status_is_in_the_openapi_document() -> None:
     from handler.errors import API_ERRORS
 
-    responses = json.loads(openapi.PATH.read_text())["paths"]["/embed"]["post"]["responses"]
-    assert {str(s) for s in API_ERRORS.values()} - {"404"} <= set(responses)
+    paths = json.loads(openapi.PATH.read_text())["paths"]
+    embed = set(paths["/embed"]["post"]["responses"])
+    assert {str(s) for s in API_ERRORS.values()} - {"404", "501"} <= embed
+    assert {"501", "503"} <= set(paths["/search"]["post"]["responses"])  # no text tower / index; index down
 
 
 def raw_base64_event(text: str) -> dict[str, Any]:

@@ -43,11 +43,14 @@ def test_fp32_precision_loads_the_fp32_export(model_dir: Path, monkeypatch: pyte
 
 
 def test_current_builds_once_and_install_swaps(built: runtime.Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    monkeypatch.setattr(runtime.Runtime, "from_env", classmethod(lambda cls: calls.append(1) or built))
+    calls: list[bool] = []
+    monkeypatch.setattr(runtime.Runtime, "from_env", classmethod(lambda cls, text: calls.append(text) or built))
+    monkeypatch.setattr(runtime, "_with_text", False)
     previous = runtime.install(None)
     try:
-        assert runtime.current() is built and runtime.current() is built and calls == [1]
+        assert runtime.current() is built and runtime.current() is built and calls == [False]
         assert runtime.install(None) is built
+        runtime.require_text()  # the API function's import: its runtime loads the text tower
+        assert runtime.current() is built and calls == [False, True]
     finally:
         runtime.install(previous)
