@@ -6,6 +6,7 @@ infra/ because it may import all of them (the engine and the functions never imp
     clip-lambda bench ...         bench/run.py           the benchmark suite
     clip-lambda local ...         infra/local/stack.py   moto + both functions under the RIE (make run)
     clip-lambda backfill ...      infra/backfill.py      embed a deployed stack's existing objects (Step Functions)
+    clip-lambda search ...        infra/search.py        the index's images nearest to a text or an image
 
 Subcommands import their heavy dependencies only when run: ``embed`` never loads torch or boto3.
 """
@@ -21,6 +22,7 @@ _PASS_THROUGH: dict[str, tuple[str, Callable[[], Callable[[list[str]], int]]]] =
     "bench": ("benchmark suite (bench/); see `clip-lambda bench --help`", lambda: _load("bench.run")),
     "local": ("run the local stack (moto + both functions under the RIE)", lambda: _load("infra.local.stack")),
     "backfill": ("embed the objects already in a deployed stack's bucket", lambda: _load("infra.backfill")),
+    "search": ("the index's images nearest to a text or an image", lambda: _load("infra.search")),
 }
 
 

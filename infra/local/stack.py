@@ -14,6 +14,7 @@ be reached, loudly labelled), exactly as ``make model`` does.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import mimetypes
 import shlex
@@ -261,6 +262,27 @@ def call_api(gateway: ApiGateway, photo: Path, stored: StoredItem | None) -> boo
     return bool(len(vec) == body["dim"] and abs(np.linalg.norm(vec) - 1) < 1e-3)
 
 
+def call_search(gateway: ApiGateway, photo: Path, expected_key: str) -> bool:
+    """One text query and one query by image through ``POST /search``: the ranked keys; the image's own
+    object must come first (the index holds its vector, and the query embeds the same bytes)."""
+    queries = (
+        ("text", {"text": "a photo of a flower", "k": 5}),
+        (f"image {photo.name}", {"image": base64.b64encode(photo.read_bytes()).decode(), "k": 5}),
+    )
+    top: list[str] = []
+    for label, payload in queries:
+        say(f"==> POST {gateway.url}/search  (query by {label}, k={payload['k']})")
+        status, body = http("POST", f"{gateway.url}/search", json.dumps(payload).encode(), "application/json")
+        if status != 200 or not isinstance(body, dict):
+            say(f"  search failed: HTTP {status} {body}")
+            return False
+        for rank, hit in enumerate(body["results"], 1):
+            size = f"{hit['width']}x{hit['height']}"
+            say(f"  {rank}. s3://{hit['bucket']}/{hit['key']}  score {hit['score']:+.4f}  {size}")
+        top.append(body["results"][0]["key"] if body["results"] else "")
+    return top[-1] == expected_key
+
+
 # --- instructions --------------------------------------------------------------------------------------
 def instructions(stack: MotoStack, gateway: ApiGateway) -> str:
     n, ep, py = stack.names, stack.endpoint, shlex.quote(sys.executable)
@@ -282,8 +304,14 @@ Upload more photos: each one becomes a DynamoDB item within seconds, printed her
 Embed through the HTTP API (API Gateway HTTP API v2 front -> API function under the RIE):
   curl -X POST {gateway.url}/embed -H 'Content-Type: image/jpeg' --data-binary @photo.jpg
   curl {gateway.url}/health        curl {gateway.url}/model
+  curl -X POST {gateway.url}/embed/text -H 'Content-Type: application/json' -d '{{"texts": ["a cat"]}}'
   curl -X POST {gateway.url}/embed -H 'Content-Type: application/json' \\
        -d '{{"images": [{{"s3": "s3://{n.bucket}/{SAMPLE_PREFIX}china.jpg"}}]}}'
+
+Search the vector index (S3 Vectors in moto; QueryVectors is emulated locally, see infra/local/vector_query.py):
+  curl -X POST {gateway.url}/search -H 'Content-Type: application/json' -d '{{"text": "a red flower", "k": 3}}'
+  curl -X POST {gateway.url}/search -H 'Content-Type: application/json' \\
+       -d '{{"s3": "s3://{n.bucket}/{SAMPLE_PREFIX}china.jpg", "k": 3}}'
 
 Read the items back (embedding = little-endian float32 x dim; failures carry error_code instead):
   aws --endpoint-url {ep} dynamodb scan --table-name {n.table} --projection-expression "pk, model, dim, norm"
@@ -434,6 +462,7 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
                 say(f"  {pk}: NO ITEM after {args.timeout:.0f}s (see {logs}/clip-s3.log)")
         ok = len(items) == len(pks) and all(it.has_embedding for it in items.values())
         ok = call_api(gateway, pairs[0][1], items.get(pks[0])) and ok
+        ok = call_search(gateway, pairs[0][1], pairs[0][0]) and ok
     warm.join(timeout=1)
 
     if args.once:
