@@ -21,7 +21,7 @@ def test_time_and_price_follow_the_measured_row(tmp_path: Path) -> None:
     (tmp_path / "cost.json").write_text(json.dumps(cost))
     out = tmp_path / "backfill.json"
     argv = ["--cost", str(tmp_path / "cost.json"), "--out", str(out), "--batch-size", "50", "--concurrency", "400"]
-    assert backfill_cost.main(argv) == 0
+    assert backfill_cost.main([*argv, "--no-index"]) == 0
     result = json.loads(out.read_text())
     assert result["ms_per_image"] == 80.0  # the read-ahead row
     one_m, ten_m, hundred_m = result["plans"]
@@ -41,3 +41,18 @@ def test_a_cost_file_without_read_ahead_rows_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cost.json").write_text(json.dumps({"sizes": [{"memory_mb": 1024, "prefetch": 0}]}))
     with pytest.raises(SystemExit, match=r"bench\.cost"):
         backfill_cost.main(["--cost", str(tmp_path / "cost.json"), "--out", str(tmp_path / "o.json")])
+
+
+def test_the_vector_index_caps_the_rate_and_adds_its_writes(tmp_path: Path) -> None:
+    cost = {"sizes": [{"memory_mb": 1024, "prefetch": 2, "ms_per_image": 80.0, "gb_s_per_image": 0.08}]}
+    (tmp_path / "cost.json").write_text(json.dumps(cost))
+    runs = {}
+    for flag in ([], ["--no-index"]):
+        out = tmp_path / f"b{len(flag)}.json"
+        assert backfill_cost.main(["--cost", str(tmp_path / "cost.json"), "--out", str(out), *flag]) == 0
+        runs[bool(flag)] = json.loads(out.read_text())["plans"][1]  # 10 M
+    indexed, plain = runs[False], runs[True]
+    assert indexed["images_per_s"] == 1000 < plain["images_per_s"]  # 1,000 PutVectors per second per index
+    assert indexed["hours"] == pytest.approx(10e6 / 1000 / 3600)
+    assert indexed["usd"]["s3_vectors"] == pytest.approx(10e6 * 2300 / 1e9 * 0.20, abs=0.01)
+    assert indexed["usd"]["dynamodb"] == pytest.approx(plain["usd"]["dynamodb"] + 10e6 * 0.125 / 1e6, abs=0.01)
