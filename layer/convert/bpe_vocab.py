@@ -13,6 +13,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from functools import cache
@@ -90,18 +91,23 @@ def cache_dir() -> Path:
 
 
 def _fetch_wheel(folder: Path) -> Path:
+    """The wheel in ``folder``, downloaded beside it first and renamed into place, so that two builds at once
+    (the test fixtures) never read a half-written file."""
     wheel = folder / WHEEL
     if wheel.exists():
         return wheel
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"]
-    cmd += ["--only-binary=:all:", "--dest", str(folder), OPEN_CLIP]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
-    if proc.returncode != 0 or not wheel.exists():
-        tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-4:])
-        raise VocabUnavailable(
-            f"cannot fetch {OPEN_CLIP} (CLIP's BPE vocabulary) with pip: {tail or 'no wheel'}; "
-            f"put {WHEEL} into {folder}, or build image-only with --no-text"
-        )
+    with tempfile.TemporaryDirectory(prefix="download-", dir=folder) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps"]
+        cmd += ["--only-binary=:all:", "--dest", tmp, OPEN_CLIP]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+        fetched = Path(tmp) / WHEEL
+        if proc.returncode != 0 or not fetched.exists():
+            tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-4:])
+            raise VocabUnavailable(
+                f"cannot fetch {OPEN_CLIP} (CLIP's BPE vocabulary) with pip: {tail or 'no wheel'}; "
+                f"put {WHEEL} into {folder}, or build image-only with --no-text"
+            )
+        fetched.replace(wheel)
     return wheel
 
 
