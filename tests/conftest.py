@@ -25,8 +25,9 @@ def cross_cpu_required() -> bool:
     return os.environ.get("CI", "").lower() == "true" or os.environ.get("REQUIRE_CROSS_CPU") == "1"
 
 
-# The libraries whose versions change what a build writes (export, quantization, calibration photos, decode).
-BUILD_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "numpy", "pillow", "scikit-learn")
+# The libraries whose versions change what a build writes (export, quantization, calibration photos, decode,
+# the text tower's tokenizer.json).
+BUILD_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "numpy", "pillow", "scikit-learn", "tokenizers")
 
 
 def build_key(root: Path, *parts: str, versions: dict[str, str] | None = None) -> str:

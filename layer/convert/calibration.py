@@ -1,4 +1,5 @@
-"""The accuracy gate's image set: real photos plus synthetic images that stress different statistics.
+"""The accuracy gate's inputs: real photos plus synthetic images that stress different statistics, and texts
+of every kind a search box gets (captions, queries, one word, other scripts, emoji, numbers, past the context).
 
 Deterministic (seeded), offline: the photos are the JPEGs that ship with scikit-learn.
 """
@@ -67,3 +68,35 @@ def photo_variants(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
 
 def calibration_images(seed: int = 0) -> list[tuple[str, bytes]]:
     return [*photo_variants(sample_photo_paths()), *synthetic_images(seed)]
+
+
+# name → text. Empty and whitespace-only texts are left out: the engine refuses them (layer.text).
+CALIBRATION_TEXTS: dict[str, str] = {
+    "caption-cat": "a photo of a cat",
+    "caption-dog": "A photograph of a golden retriever playing fetch on the beach at sunset.",
+    "caption-apple": "a close-up of a red apple on a wooden table",
+    "caption-city": "an aerial view of a city at night with lights reflecting on the river",
+    "query-diagram": "diagram of a neural network with attention layers",
+    "query-satellite": "satellite image of farmland, rivers and roads",
+    "one-word": "red",
+    "one-letter": "x",
+    "upper-case": "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG",
+    "accents": "Café crème brûlée à la française, naïve façade in São Paulo",
+    "german": "Ein Hund läuft über die Straße",
+    "cyrillic": "Привет, мир! Красная площадь зимой",
+    "japanese": "東京の夜景とネオンサイン",
+    "emoji": "🐱🐶 emoji party 🎉🎉🎉 👍🏽",
+    "price": "price: $1,299.99 — 50% off!!! (limited time)",
+    "timestamp": "2024-06-01 12:34:56 UTC, order #A-1093",
+    "contractions": "it's a dog's life, isn't it? we'll see",
+    "symbols": "<html> tags & symbols ~ ^ | \\ / {curly} [square] Ω≈ç√∫",
+    "gibberish": "sdkfjh qwpoeiru zmxncb",
+    "past-context": " ".join(
+        ["a long rambling description of a crowded market street with stalls selling fruit, fabric,"]
+        + ["spices, lanterns, old books and hand-painted signs in many colours"] * 8
+    ),
+}
+
+
+def calibration_texts() -> list[tuple[str, str]]:
+    return list(CALIBRATION_TEXTS.items())

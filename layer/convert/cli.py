@@ -1,4 +1,5 @@
-"""``clip-lambda build-model`` (also ``python -m layer.convert``): a checkpoint → the gated int8 model directory."""
+"""``clip-lambda build-model`` (also ``python -m layer.convert``): a checkpoint → the gated int8 model directory
+(the vision tower, and the text tower unless ``--no-text``)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from layer.settings import DEFAULT_SOURCE
 
 
 def _build_model(args: argparse.Namespace) -> int:
+    from layer.convert.bpe_vocab import VocabUnavailable
     from layer.convert.cpu_paths import CpuPathsFailed
     from layer.convert.emulation import EmulationUnavailable
     from layer.convert.gate import GateFailed
     from layer.convert.pipeline import BuildOptions, build_model
     from layer.convert.quantize import QuantSettings
-    from layer.convert.source import SourceUnavailable
+    from layer.convert.source import NoTextTower, SourceUnavailable
+    from layer.convert.text_tower import text_quant
 
     quant = QuantSettings(
         method=args.quant_method,
@@ -34,6 +37,13 @@ def _build_model(args: argparse.Namespace) -> int:
         quant=quant,
         min_cosine=args.min_cosine,
         cross_cpu=args.cross_cpu,
+        text=not args.no_text,
+        text_quant=text_quant(
+            quant,
+            method=args.text_quant_method,
+            op_types=tuple(args.text_quant_op_types.split(",")),
+            nodes_to_exclude=tuple(n for n in args.text_quant_exclude_nodes.split(",") if n),
+        ),
     )
     try:
         try:
@@ -49,7 +59,7 @@ def _build_model(args: argparse.Namespace) -> int:
             )
             opts.source = args.fallback_source
             build_model(opts)
-    except SourceUnavailable as exc:
+    except (SourceUnavailable, NoTextTower, VocabUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except (GateFailed, CpuPathsFailed) as exc:
@@ -66,8 +76,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--source",
         default=DEFAULT_SOURCE,
-        help="hub id, local save_pretrained dir (CLIPModel or CLIPVisionModelWithProjection), "
+        help="hub id, local save_pretrained dir (CLIPModel, or CLIPVisionModelWithProjection with --no-text), "
         "or 'random-init' (untrained, offline)",
+    )
+    b.add_argument(
+        "--no-text",
+        action="store_true",
+        help="image-only: leave out the text tower (text_model.onnx, text_model.fp32.onnx, tokenizer.json)",
     )
     b.add_argument("--out", required=True, help="model directory to write")
     b.add_argument("--precision", choices=["int8", "fp32"], default="int8")
@@ -104,6 +119,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="",
         help="comma-separated ONNX node names to keep in fp32 (e.g. MatMuls with outlier activations)",
     )
+    b.add_argument("--text-quant-method", choices=["dynamic", "static"], default="dynamic")
+    b.add_argument(
+        "--text-quant-op-types",
+        default="MatMul,Gather",
+        help="the text tower's op types to quantize (the weight format follows the vision tower's options); "
+        "Gather is the 49,408-token embedding: dropped again if the text gate fails with it",
+    )
+    b.add_argument("--text-quant-exclude-nodes", default="", help="text tower ONNX node names to keep in fp32")
     b.set_defaults(func=_build_model)
 
 

@@ -1,8 +1,9 @@
 """The gate on every CPU path Lambda may run, not only the build machine's.
 
-The native gate compares int8 with fp32 on all gate images. Here a few of those images also go through the
-int8 model on the kernel paths this machine lacks, emulated with QEMU (``layer.convert.emulation``), in the
-runtime's own session (``python -m layer.embed_pixels``, tuned for the CPU it sees). Each path must pass the
+The native gate compares int8 with fp32 on all gate inputs of a tower. Here a few of those images (and, for
+the text tower, texts) also go through the int8 tower on the kernel paths this machine lacks, emulated with
+QEMU (``layer.convert.emulation``), in the runtime's own session (``python -m layer.embed_pixels``, and
+``python -m layer.convert.embed_tokens`` for texts, tuned for the CPU it sees). Each path must pass the
 same int8-vs-fp32 threshold and agree with this machine's int8 vectors: bit for bit in practice between x86
 paths (≥ 0.99999 required), ≥ 0.9995 between x86 and arm64 (their float kernels differ; see README). A path
 that cannot run here is recorded as ``not_run`` with the reason, never as passed.
@@ -25,11 +26,26 @@ import numpy as np
 from layer.convert.emulation import QEMU_WARNING, Arm64Root, EmulationUnavailable, link_or_copy, x86_run
 from layer.convert.gate import CROSS_ARCH_AGREEMENT, SAME_ARCH_AGREEMENT
 from layer.cpu import CpuInfo, describe
-from layer.manifest import MODEL_FILE, PREPROCESSOR_FILE, Manifest
+from layer.manifest import MODEL_FILE, PREPROCESSOR_FILE, TEXT_MODEL_FILE, Manifest
 
 CrossCpuMode = Literal["auto", "required", "off"]
 EMULATED_IMAGES = 4  # ~3-12 s per image per path under QEMU
 _NO_AVX512 = "QEMU's TCG emulates neither AVX-512 nor AMX: not reachable from this machine"
+
+
+@dataclass(frozen=True)
+class Tower:
+    """What an emulated CPU runs for one tower: the files it needs and the engine-only worker module
+    (``python -m MODULE MODEL_DIR INPUTS.npy OUT.npy``, printing a JSON report)."""
+
+    name: str
+    files: tuple[str, ...]
+    worker: str
+    unit: Literal["images", "texts"]  # what its inputs are, in the results
+
+
+IMAGE = Tower("image", (MODEL_FILE, PREPROCESSOR_FILE), "layer.embed_pixels", "images")
+TEXT = Tower("text", (TEXT_MODEL_FILE,), "layer.convert.embed_tokens", "texts")
 
 
 @dataclass(frozen=True)
@@ -101,13 +117,15 @@ class PathResult:
     stands_for: str
     cpu: str | None = None
     qemu_cpu: str | None = None
-    images: int | None = None
+    images: int | None = None  # how many gate inputs ran on this path (images or texts)
+    texts: int | None = None
     cosine_min: float | None = None  # int8 vs fp32
     cosine_mean: float | None = None
     agreement_min: float | None = None  # int8 vectors vs this machine's int8 vectors
     agreement_threshold: float | None = None
     bit_identical: bool | None = None
     seconds_per_image: float | None = None
+    seconds_per_text: float | None = None
     session_config: dict[str, str] | None = None
     reason: str | None = None
 
@@ -147,9 +165,12 @@ def pick_images(names: Sequence[str], native_cosines: Sequence[float], n: int = 
     return sorted(chosen[:n])
 
 
-def emulate(path: CpuPath, model_dir: Path, manifest: Manifest, pixels: np.ndarray) -> tuple[np.ndarray, dict]:
-    """The int8 model of ``model_dir`` on ``pixels`` in an emulated ``path`` CPU: (unit vectors, the worker's
-    report). ``manifest`` is what the runtime reads there (its quantization settings pick the tuning)."""
+def emulate(
+    path: CpuPath, model_dir: Path, manifest: Manifest, inputs: np.ndarray, tower: Tower = IMAGE
+) -> tuple[np.ndarray, dict]:
+    """The int8 ``tower`` of ``model_dir`` on ``inputs`` (pixel values or token ids) in an emulated ``path``
+    CPU: (unit vectors, the worker's report). ``manifest`` is what the runtime reads there (the tower's
+    quantization settings pick the tuning)."""
     if path.qemu_cpu is None:
         raise EmulationUnavailable(f"{path.name}: no emulator reaches it")
     with ExitStack() as stack:
@@ -160,12 +181,12 @@ def emulate(path: CpuPath, model_dir: Path, manifest: Manifest, pixels: np.ndarr
             run = stack.enter_context(Arm64Root.locked()).ensure().run(path.qemu_cpu, path.cpuinfo())
         model = run.stage / "model"
         model.mkdir(parents=True, exist_ok=True)
-        for name in (MODEL_FILE, PREPROCESSOR_FILE):
+        for name in tower.files:
             link_or_copy(model_dir / name, model / name)
         manifest.write(model)
-        np.save(run.stage / "pixels.npy", pixels)
+        np.save(run.stage / "inputs.npy", inputs)
         guest = run.stage_in_guest
-        argv = [*run.argv, "layer.embed_pixels", f"{guest}/model", f"{guest}/pixels.npy", f"{guest}/out.npy"]
+        argv = [*run.argv, tower.worker, f"{guest}/model", f"{guest}/inputs.npy", f"{guest}/out.npy"]
         proc = subprocess.run(argv, env=run.env, capture_output=True, text=True, check=False, timeout=1800)
         if proc.returncode != 0:
             errors = [ln for ln in proc.stderr.splitlines() if QEMU_WARNING not in ln]
@@ -183,6 +204,7 @@ def _judge(
     native_int8: np.ndarray,
     fp32: np.ndarray,
     min_cosine: float,
+    tower: Tower = IMAGE,
 ) -> PathResult:
     cos = np.sum(_unit(vectors) * _unit(fp32), axis=1)
     agree = np.sum(_unit(vectors) * _unit(native_int8), axis=1)
@@ -203,13 +225,12 @@ def _judge(
         stands_for=path.stands_for,
         cpu=f"{cpu['model']} [{', '.join(cpu['int8_flags'])}]",
         qemu_cpu=path.qemu_cpu,
-        images=len(vectors),
         cosine_min=round(float(cos.min()), 6),
         cosine_mean=round(float(cos.mean()), 6),
         agreement_min=round(float(agree.min()), 7),
         agreement_threshold=threshold,
         bit_identical=bool(np.array_equal(vectors, native_int8)),
-        seconds_per_image=report.get("seconds_per_image"),
+        **_counted(tower, len(vectors), report),
         session_config=cpu.get("session_config"),
         reason="; ".join(problems) or None,
     )
@@ -219,7 +240,7 @@ def run_cpu_paths(
     model_dir: Path,
     manifest: Manifest,
     *,
-    pixels: np.ndarray,
+    inputs: np.ndarray,
     native_int8: np.ndarray,
     fp32: np.ndarray,
     native_summary: PathResult,
@@ -227,9 +248,11 @@ def run_cpu_paths(
     mode: CrossCpuMode = "auto",
     min_cosine: float,
     log: Callable[[str], None] = print,
+    tower: Tower = IMAGE,
 ) -> list[PathResult]:
-    """One result per known path (native, emulated or not run); raises ``CpuPathsFailed`` if any failed,
-    and ``EmulationUnavailable`` in ``required`` mode when an emulatable path cannot run here."""
+    """One result per known path (native, emulated or not run) for one tower's gate inputs; raises
+    ``CpuPathsFailed`` if any failed, and ``EmulationUnavailable`` in ``required`` mode when an emulatable
+    path cannot run here."""
     results: dict[str, PathResult] = {native.kernel_path: native_summary}
     todo: list[CpuPath] = []
     for path in PATHS:
@@ -244,7 +267,7 @@ def run_cpu_paths(
 
     def one(path: CpuPath) -> PathResult:
         try:
-            vectors, report = emulate(path, model_dir, manifest, pixels)
+            vectors, report = emulate(path, model_dir, manifest, inputs, tower)
         except EmulationUnavailable as exc:
             if mode == "required":
                 raise
@@ -252,7 +275,14 @@ def run_cpu_paths(
         except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
             return PathResult(path.name, "failed", "emulated", path.stands_for, qemu_cpu=path.qemu_cpu, reason=str(exc))
         return _judge(
-            path, native, vectors=vectors, report=report, native_int8=native_int8, fp32=fp32, min_cosine=min_cosine
+            path,
+            native,
+            vectors=vectors,
+            report=report,
+            native_int8=native_int8,
+            fp32=fp32,
+            min_cosine=min_cosine,
+            tower=tower,
         )
 
     # x86 and arm64 emulation in parallel (one core each); arm64 paths share one root, so in turn.
@@ -272,8 +302,14 @@ def run_cpu_paths(
     return ordered
 
 
-def native_result(native: CpuInfo, cosines: Sequence[float]) -> PathResult:
-    """The build machine's own gate (all images), as one of the paths."""
+def _counted(tower: Tower, n: int, report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The result's count of inputs, and the worker's seconds per input, under the tower's unit's names."""
+    seconds = f"seconds_per_{tower.unit[:-1]}"
+    return {tower.unit: n, **({seconds: report.get(seconds)} if report is not None else {})}
+
+
+def native_result(native: CpuInfo, cosines: Sequence[float], tower: Tower = IMAGE) -> PathResult:
+    """The build machine's own gate (all of the tower's gate inputs), as one of the paths."""
     vals = np.asarray(cosines)
     known = {p.name: p.stands_for for p in PATHS}
     return PathResult(
@@ -282,7 +318,7 @@ def native_result(native: CpuInfo, cosines: Sequence[float]) -> PathResult:
         how="native",
         stands_for=known.get(native.kernel_path, "the build machine"),
         cpu=describe(native),
-        images=len(vals),
+        **_counted(tower, len(vals)),
         cosine_min=round(float(vals.min()), 6),
         cosine_mean=round(float(vals.mean()), 6),
     )

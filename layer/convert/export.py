@@ -1,4 +1,10 @@
-"""Export the vision tower + projection to ONNX: ``pixel_values`` [N,3,224,224] → ``image_embeds`` [N,512]."""
+"""Export the towers to ONNX (torch.onnx dynamo exporter, opset 18, dynamic batch):
+
+- vision tower + projection: ``pixel_values`` float32 [N,3,224,224] → ``image_embeds`` [N,512];
+- text tower + projection: ``input_ids`` int64 [N,77] → ``text_embeds`` [N,512].
+
+Both return the raw projected features (``get_image_features`` / ``get_text_features``), before L2 norm.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from layer.manifest import INPUT_NAME, OUTPUT_NAME
+from layer.manifest import BOS_ID, CONTEXT_LENGTH, EOS_ID, INPUT_NAME, OUTPUT_NAME, TEXT_INPUT_NAME, TEXT_OUTPUT_NAME
 
 OPSET = 18
 
@@ -23,20 +29,30 @@ class _ImageEmbeds(torch.nn.Module):
         return self.model(pixel_values=pixel_values).image_embeds
 
 
-def export_onnx(model: torch.nn.Module, out: Path, *, image_size: int = 224, opset: int = OPSET) -> Path:
-    wrapper = _ImageEmbeds(model).eval()
-    example = torch.zeros(2, 3, image_size, image_size)
+class _TextEmbeds(torch.nn.Module):
+    """``get_text_features`` from the ids alone: the tower is causal and pools at the first <|endoftext|>, so
+    the padding after it needs no attention mask (tests/layer/convert/test_text_tower.py checks it)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids).text_embeds
+
+
+def _export(wrapper: torch.nn.Module, example: torch.Tensor, input_name: str, output_name: str, out: Path) -> Path:
     batch = torch.export.Dim("batch", min=1, max=1024)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            wrapper,
+            wrapper.eval(),
             (example,),
             dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={"pixel_values": {0: batch}},
+            opset_version=OPSET,
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_shapes={input_name: {0: batch}},  # the forward's parameter is named as the input
             external_data=False,
             verbose=False,
         )
@@ -44,3 +60,18 @@ def export_onnx(model: torch.nn.Module, out: Path, *, image_size: int = 224, ops
         raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(out), external_data=False)
     return out
+
+
+def export_onnx(model: torch.nn.Module, out: Path, *, image_size: int = 224) -> Path:
+    example = torch.zeros(2, 3, image_size, image_size)
+    return _export(_ImageEmbeds(model), example, INPUT_NAME, OUTPUT_NAME, out)
+
+
+def export_text_onnx(model: torch.nn.Module, out: Path, *, context_length: int = CONTEXT_LENGTH) -> Path:
+    """The sequence length is fixed at the context: the int8 model's activation scales are taken over the
+    whole [1, 77] tensor, so a shorter input would give other vectors than the gated ones."""
+    example = torch.full((2, context_length), EOS_ID, dtype=torch.long)
+    example[:, 0] = BOS_ID  # <|startoftext|>, a few tokens, then <|endoftext|> and its padding
+    example[0, 1:4] = torch.tensor([320, 1125, 539])
+    example[1, 1:8] = torch.tensor([320, 1125, 539, 320, 2368, 593, 320])
+    return _export(_TextEmbeds(model), example, TEXT_INPUT_NAME, TEXT_OUTPUT_NAME, out)

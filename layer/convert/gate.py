@@ -1,5 +1,6 @@
-"""The accuracy gate: the int8 model must agree with its fp32 export on every calibration image, on this
-machine (here) and on the other CPU paths (``layer.convert.cpu_paths``)."""
+"""The accuracy gate: each int8 tower must agree with its fp32 export on every calibration input (images for
+the vision tower, texts for the text tower), on this machine (here) and on the other CPU paths
+(``layer.convert.cpu_paths``)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ CROSS_ARCH_AGREEMENT = 0.9995
 
 
 class GateFailed(RuntimeError):
-    def __init__(self, result: GateResult) -> None:
+    def __init__(self, result: GateResult, tower: str = "") -> None:
         super().__init__(
-            f"accuracy gate failed: int8 vs fp32 cosine min {result.cosine_min:.5f} "
+            f"{tower + ' ' if tower else ''}accuracy gate failed: int8 vs fp32 cosine min {result.cosine_min:.5f} "
             f"(worst: {result.worst}) < threshold {result.threshold}; "
             "try --precision fp32 or other quantization settings"
         )
@@ -38,8 +39,11 @@ class GateResult:
     passed: bool
     per_image: dict[str, float]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, unit: str = "images") -> dict[str, Any]:
+        """``unit``: what the inputs were ("images" keeps the image gate's keys; "texts" names them
+        ``n_texts`` and ``per_text``)."""
+        names = {"n_images": f"n_{unit}", "per_image": f"per_{unit[:-1]}"}
+        return {names.get(k, k): v for k, v in asdict(self).items()}
 
 
 def gate_vectors(int8: Embedder, fp32: Embedder, images: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -54,12 +54,15 @@ class QuantSettings:
 
 
 class _Calibration(CalibrationDataReader):
-    def __init__(self, pixel_values: Sequence[np.ndarray]) -> None:
-        self._items: Iterator[np.ndarray] = iter(pixel_values)
+    """One input at a time (pixel values [3,H,W] or token ids [77]), as the engine runs them."""
+
+    def __init__(self, inputs: Sequence[np.ndarray], name: str) -> None:
+        self._items: Iterator[np.ndarray] = iter(inputs)
+        self._name = name
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         x = next(self._items, None)
-        return None if x is None else {INPUT_NAME: x[None].astype(np.float32)}
+        return None if x is None else {self._name: x[None]}
 
 
 def optimize_offline(path: Path, level: str = "extended") -> Path:
@@ -86,7 +89,10 @@ def quantize(
     out_path: Path,
     settings: QuantSettings,
     calibration: Sequence[np.ndarray] = (),
+    input_name: str = INPUT_NAME,
 ) -> Path:
+    """``calibration``: inputs of the model's ``input_name`` for the static method (float32 pixel values for
+    the vision tower, int64 token ids for the text tower)."""
     weight_type = QuantType.QInt8 if settings.weight_type == "int8" else QuantType.QUInt8
     with tempfile.TemporaryDirectory(prefix="clip-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -108,11 +114,11 @@ def quantize(
             )
         else:
             if not calibration:
-                raise ValueError("static quantization needs calibration images")
+                raise ValueError("static quantization needs calibration inputs")
             quantize_static(
                 str(pre),
                 str(out_path),
-                _Calibration(calibration),
+                _Calibration(calibration, input_name),
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(settings.op_types),
                 per_channel=settings.per_channel,

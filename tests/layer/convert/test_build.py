@@ -29,7 +29,14 @@ def test_model_directory_contract(model_dir: Path) -> None:
     manifest.verify_files(model_dir)  # every sha256 matches
     m = json.loads((model_dir / "manifest.json").read_text())
     assert manifest.to_dict() == m  # the typed manifest holds every field the build writes
-    assert set(m["files"]) == {"model.onnx", "model.fp32.onnx", "preprocessor_config.json"}
+    assert set(m["files"]) == {
+        "model.onnx",
+        "model.fp32.onnx",
+        "preprocessor_config.json",
+        "text_model.onnx",  # the text tower (tests/layer/convert/test_text_tower.py)
+        "text_model.fp32.onnx",
+        "tokenizer.json",
+    }
     assert m["precision"] == "int8" and m["dim"] == 512 and m["opset"] == 18
     assert m["random_init"] is True and "untrained" in m["model_id"]
     assert m["source"] == {"kind": "random-init", "name": "random-init", "revision": None, "seed": 0}
@@ -99,6 +106,7 @@ def test_gate_fails_a_deliberately_bad_quantization(tmp_path: Path) -> None:
             "static",
             "--quant-op-types",
             "MatMul,Conv,Add,Mul,Gemm,Softmax",
+            "--no-text",  # the image gate alone (the text gate's own test: test_text_tower.py)
         ],
         capture_output=True,
         text=True,
