@@ -25,7 +25,8 @@ def hf_tokenizer(bpe: BpeVocab, context_length: int = CONTEXT_LENGTH) -> Any:
 
     with tempfile.TemporaryDirectory(prefix="clip-vocab-") as tmp:
         bpe.write(Path(tmp))
-        return CLIPTokenizer.from_pretrained(tmp, model_max_length=context_length, pad_token=EOS)
+        # A local directory just written, never the hub: there is no revision to pin (bandit's B615).
+        return CLIPTokenizer.from_pretrained(tmp, model_max_length=context_length, pad_token=EOS)  # nosec B615
 
 
 def write_tokenizer(bpe: BpeVocab, out: Path, context_length: int = CONTEXT_LENGTH) -> Path:
