@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The model files the image needs are staged here, inside the build context (.dockerignore allows it).
 STAGED_MODEL = ROOT / ".cache" / "image-model"
 MODEL_FILES = ("model.onnx", "preprocessor_config.json", "manifest.json")
+TEXT_FILES = ("text_model.onnx", "tokenizer.json")  # the text tower, when the model has one
 IMAGE = os.environ.get("CLIP_TEST_IMAGE", "clip-lambda:test")
 
 
@@ -89,7 +90,10 @@ def base_image(docker_engine: None) -> str:
 def stage_model(model_dir: Path) -> Path:
     """Hard-link (or copy) the image's model files into the build context; returns the context path."""
     STAGED_MODEL.mkdir(parents=True, exist_ok=True)
-    for name in MODEL_FILES:
+    for name in TEXT_FILES:
+        if not (model_dir / name).exists():  # an image-only model: no stale text tower in the image
+            (STAGED_MODEL / name).unlink(missing_ok=True)
+    for name in (*MODEL_FILES, *(f for f in TEXT_FILES if (model_dir / f).exists())):
         src, dst = model_dir / name, STAGED_MODEL / name
         if dst.exists() and os.path.samefile(src, dst):
             continue

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,33 @@ def test_api_function_under_rie(lambda_image: str) -> None:
 
         reports = fn.reports()
         print(f"API function under RIE: INIT {reports[0].init_ms:.0f} ms, first invoke {reports[0].invoke_ms:.0f} ms")
+
+
+def test_text_endpoint_under_rie_matches_the_engine(lambda_image: str, model_dir: Path) -> None:
+    """POST /embed/text in the image, under the RIE: the text tower shipped and loaded by the API function,
+    vectors equal to `clip-lambda embed --text` on the host's model directory."""
+    texts = ["a photo of a cat", "A RED BICYCLE, leaning on a wall!", " ".join(["word"] * 100)]
+    event = api_event("api-embed.json")
+    event.update(routeKey="POST /embed/text", rawPath="/embed/text", body=json.dumps({"texts": texts}))
+    event["isBase64Encoded"] = False
+    event["headers"] = {"content-type": "application/json"}
+    event["requestContext"].update(routeKey="POST /embed/text")
+    event["requestContext"]["http"].update(method="POST", path="/embed/text")
+    with ContainerFunction(lambda_image, "handler.api.lambda_handler", env=dict(OFFLINE_ENV)) as fn:
+        resp = fn.invoke(event).payload
+        assert resp["statusCode"] == 200, (resp, fn.logs()[-3000:])
+    body = json.loads(resp["body"])
+    out = subprocess.run(
+        [sys.executable, "-m", "layer", "embed", "--model", str(model_dir), *(a for t in texts for a in ("--text", t))],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    host = [json.loads(line) for line in out.splitlines()]
+    assert [r["index"] for r in body["results"]] == [0, 1, 2]
+    for got, ref in zip(body["results"], host, strict=True):
+        a, b = np.asarray(got["embedding"], np.float64), np.asarray(ref["embedding"], np.float64)
+        assert a.shape == (512,) and float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) > 0.99999
+        assert (got["tokens"], got["truncated"]) == (ref["tokens"], ref["truncated"])
+    assert body["results"][2]["truncated"] is True and body["results"][2]["tokens"] == 77
 
 
 def test_functions_run_on_a_read_only_root_as_non_root(lambda_image: str) -> None:
