@@ -93,6 +93,9 @@ def test_once_prints_the_items_and_the_api_call(model_dir: Path) -> None:
     api = re.search(r"HTTP 200 in \d+ ms: .* dim 512  norm (\d+\.\d+)  \|embedding\| (\d\.\d+)", out)
     assert api and float(api.group(1)) > 0 and abs(float(api.group(2)) - 1) < 1e-4, out
     assert "cosine to the S3 pipeline's item of the same photo: 1.0000" in out
+    assert "/search  (query by text, k=5)" in out  # make run ends with a text query and a query by image
+    ranked = re.search(r"query by image [^\n]*k=5\)\n  1\. s3://[^\n]*score \+(\d\.\d{4})", out)
+    assert ranked and float(ranked.group(1)) > 0.9999, out  # the photo itself (or its copy) comes first
     assert f"HTTP API front on http://127.0.0.1:{api_port}" in out and "demo OK" in out
     assert_all_stopped(out, moto_port)
 
