@@ -178,10 +178,15 @@ def test_backfill_embeds_every_listed_image_once(
         if i not in DELETED:
             assert "embedding" in items[uri + key(i)] and "error_code" not in items[uri + key(i)]
     assert Counter(it["error_code"]["S"] for it in items.values() if "error_code" in it) == {"not_an_image": 50}
-    # Written once each: one successful write per image that was not already done or deleted. The engine
-    # ran again only where a write had failed transiently (the embedding is not kept across a retry).
-    assert written(functions) - written_before == N_IMAGES - len(PRE_EMBEDDED) - len(DELETED)
-    extra_runs = engine_runs(functions) - runs_before - (N_IMAGES - len(PRE_EMBEDDED) - len(DELETED))
+    # Written once each: no image is reported written twice. A write that applied in an attempt that then
+    # failed (the index write or the item's re-read throttled) is reported "duplicate" by the retry, so the
+    # count may fall short by what the retried batches held. The engine ran again only where a write had
+    # failed transiently (the embedding is not kept across a retry).
+    expected = N_IMAGES - len(PRE_EMBEDDED) - len(DELETED)
+    print(f"backfill: {counts}, written {written(functions) - written_before}, engine runs "
+          f"{engine_runs(functions) - runs_before}, {result.seconds:.0f} s")  # fmt: skip
+    assert expected - counts.retries * 25 <= written(functions) - written_before <= expected
+    extra_runs = engine_runs(functions) - runs_before - expected
     assert 0 <= extra_runs <= counts.retries * 25
     # The vectors are the engine's: a few against `clip-lambda embed` on the same bytes.
     sample = [3, 500, 949]
