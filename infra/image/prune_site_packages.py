@@ -25,11 +25,15 @@ DEAD_PATHS = [
     # The C API library for native callers; the Python extension (onnxruntime_pybind11_state) embeds the
     # runtime and does not link or dlopen it (ldd; the build's image_check then proves inference runs).
     "onnxruntime/capi/libonnxruntime.so.*",
+    # tokenizers' dependency, used only by Tokenizer.from_pretrained (a hub download); the engine reads the
+    # model directory's tokenizer.json with Tokenizer.from_file (and the image check embeds a text).
+    "huggingface_hub",
+    "hf_xet",
 ]
-# botocore ships API models of ~450 services (~28 MB); the functions create only S3 and DynamoDB
+# botocore ships API models of ~450 services (~28 MB); the functions create only S3, DynamoDB and S3 Vectors
 # clients. SQS and STS stay for tools run inside the image (e.g. a credential chain that assumes a role).
 # Files at the top of botocore/data (endpoints, partitions, retry and default configs) always stay.
-BOTOCORE_KEEP = {"s3", "dynamodb", "sqs", "sts"}
+BOTOCORE_KEEP = {"s3", "dynamodb", "s3vectors", "sqs", "sts"}
 DEAD_SUFFIXES = (".pyi", ".h", ".a")
 
 
