@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
-from infra.local.net import HOST
+from infra.local.net import HOST, LoopbackHttpServer
 
 Mode = Literal["pass", "throttle", "error", "down", "slow"]
 _CHUNK = 64 * 1024  # paced writes of the ``slow`` mode
@@ -28,7 +28,7 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
 
 
 @dataclass
-class FaultProxy:
+class FaultProxy(LoopbackHttpServer):
     target: str  # http://127.0.0.1:PORT of the real endpoint
     mode: Mode = "pass"
     port: int = 0
@@ -112,24 +112,4 @@ class FaultProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
-        self._server = ThreadingHTTPServer((HOST, self.port), Handler)  # port 0: the OS picks, race-free
-        self.port = int(self._server.server_address[1])
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.serve(Handler, "fault-proxy")

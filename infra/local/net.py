@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self, TypeVar
 
 HOST = "127.0.0.1"
 T = TypeVar("T")
@@ -45,3 +47,39 @@ def on_free_ports(start: Callable[[], T], attempts: int = 5) -> T:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+class LoopbackHttpServer:
+    """The life of an in-process HTTP server on 127.0.0.1 (the fault proxy, the QueryVectors front): bound on
+    ``port`` (0: the OS picks, race-free, read back), served by a daemon thread, stopped on exit. Subclasses
+    are dataclasses with ``port``, ``_server`` and ``_thread`` fields; their ``start`` calls ``serve``."""
+
+    port: int
+    _server: ThreadingHTTPServer | None
+    _thread: threading.Thread | None
+
+    def serve(self, handler: type[BaseHTTPRequestHandler], name: str) -> Self:
+        self._server = ThreadingHTTPServer((HOST, self.port), handler)
+        self.port = int(self._server.server_address[1])
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+        self._thread.start()
+        return self
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from infra.local.net import HOST
+from infra.local.net import HOST, LoopbackHttpServer
 
 MAX_TOP_K = 100
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
@@ -154,7 +154,7 @@ _REGION = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/")
 
 
 @dataclass
-class VectorQueryFront:
+class VectorQueryFront(LoopbackHttpServer):
     """Forwards s3vectors requests to moto (``target``), answers QueryVectors (module docstring)."""
 
     target: str
@@ -265,24 +265,4 @@ class VectorQueryFront:
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer((HOST, self.port), Handler)  # port 0: the OS picks, race-free
-        self.port = int(self._server.server_address[1])
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="vector-query", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def __enter__(self) -> VectorQueryFront:
-        return self.start() if self._server is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.serve(Handler, "vector-query")
