@@ -107,10 +107,6 @@ def duplicate(rt: Runtime, pk: str, stored: StoredItem) -> Result | Unindexed:
     return Unindexed(done, stored)
 
 
-def create(ev: ObjectEvent, rt: Runtime) -> Result:
-    return finish(ev, rt, fetch(ev, rt))
-
-
 def fetch(ev: ObjectEvent, rt: Runtime) -> Result | Fetched | Unindexed:
     """Reads only (safe to run ahead, in another thread): the stored item's checks, then the object (or,
     over the size limit, its HEAD). Writes nothing: ordering and idempotency are decided by ``finish``'s
