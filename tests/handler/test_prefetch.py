@@ -192,3 +192,30 @@ def test_prefetch_depth_comes_from_the_environment() -> None:
     assert Settings.from_env({"S3_PREFETCH": "0"}).prefetch == 0
     assert Settings.from_env({"S3_PREFETCH": "5"}).prefetch == 5
     assert Settings.from_env({"S3_PREFETCH": "-3"}).prefetch == 0
+
+
+def test_one_pool_per_depth_reused_across_invocations(monkeypatch) -> None:
+    from handler import prefetch
+
+    monkeypatch.setattr(prefetch, "_pools", {})
+    first = prefetch.pool(3)
+    assert prefetch.pool(3) is first and prefetch.pool(2) is not first
+    assert first._max_workers == 3  # type: ignore[attr-defined]
+
+
+def test_direct_invocations_read_ahead_too(rt, context, photo, photo2) -> None:
+    journal = Journal(with_prefetch(rt, 2))
+    keys = {photo: "a.jpg", photo2: "b.jpg"}
+    real_embed = rt.engine.embed_one
+
+    def embed_one(data: bytes) -> Any:
+        if keys[data] == "a.jpg":
+            assert journal.wait_for_get("b.jpg")
+        journal.add(f"embedded {keys[data]}")
+        return real_embed(data)
+
+    rt.engine.embed_one = embed_one  # type: ignore[method-assign]
+    a = s3_notification(BUCKET, "a.jpg", sequencer="01", **put(rt, "a.jpg", photo))
+    b = s3_notification(BUCKET, "b.jpg", sequencer="02", **put(rt, "b.jpg", photo2))
+    assert s3_function.lambda_handler(records(a, b), context) == {"outcomes": ["embedded", "embedded"]}
+    assert journal.lines.index("get b.jpg") < journal.lines.index("embedded a.jpg")

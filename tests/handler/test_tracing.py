@@ -65,3 +65,12 @@ def test_untraced_provider_records_nothing_and_passes_errors_through() -> None:
         seg.put_metadata("k", {"a": 1})
     with pytest.raises(KeyError), provider.in_subsegment("## y"):
         raise KeyError("kept")
+
+
+def test_tracing_reads_the_process_environment_by_default(monkeypatch) -> None:
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+    monkeypatch.delenv("AWS_SAM_LOCAL", raising=False)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "false")
+    assert tracing_enabled() is True
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    assert tracing_enabled() is False
