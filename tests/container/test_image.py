@@ -89,7 +89,9 @@ def test_image_holds_only_runtime_pieces(lambda_image: str) -> None:
         "manifest.json",
         "model.onnx",
         "preprocessor_config.json",
-    ], "no model.fp32.onnx"
+        "text_model.onnx",
+        "tokenizer.json",
+    ], "the run-time files of both towers, no fp32 export"
     assert [o for o in out if o.startswith("HAS-")] == []
     assert "RUNTIME-OK" in out, proc.stderr
 
