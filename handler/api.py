@@ -147,7 +147,7 @@ def embed() -> Response[dict[str, Any]]:
     if kind.startswith("image/") or kind == "application/octet-stream":
         data = request_body(rt.settings.limits.max_bytes)
         return json_response(200, EmbeddingOut.of(ingest.embed_image(rt.engine, data)).model_dump())
-    if kind == "application/json" or kind.endswith("+json"):
+    if is_json(kind):
         return json_response(200, embed_batch(rt).model_dump(exclude_none=True))
     raise RequestError(
         "unsupported_media_type",
@@ -165,9 +165,13 @@ def parse(model: type[M], raw: bytes) -> M:
         raise RequestError("invalid_request", f"{where}: {first.get('msg')}".strip(": ")) from exc
 
 
+def is_json(kind: str) -> bool:
+    return kind == "application/json" or kind.endswith("+json")
+
+
 def json_body(max_bytes: int) -> bytes:
     kind = media_type()
-    if not (kind == "application/json" or kind.endswith("+json")):
+    if not is_json(kind):
         raise RequestError(
             "unsupported_media_type", f"Content-Type {kind or '(none)'} is not supported: send application/json"
         )
@@ -337,18 +341,8 @@ def health() -> Health:
     return Health(status="ok", model=rt.engine.model_id, dim=rt.engine.dim)
 
 
-@app.exception_handler(ImageError)
-def _image_error(exc: ImageError) -> Response:
-    return json_response(exc.http_status, ErrorResponse(error=refused(exc)).model_dump())
-
-
-@app.exception_handler(TextError)
-def _text_error(exc: TextError) -> Response:
-    return json_response(exc.http_status, ErrorResponse(error=refused(exc)).model_dump())
-
-
-@app.exception_handler(RequestError)
-def _request_error(exc: RequestError) -> Response:
+@app.exception_handler([ImageError, TextError, RequestError])
+def _coded_error(exc: ImageError | TextError | RequestError) -> Response:
     return json_response(exc.http_status, ErrorResponse(error=refused(exc)).model_dump())
 
 

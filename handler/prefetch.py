@@ -10,9 +10,8 @@ earlier event's write), nor is a removal (it has nothing to read).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 from handler import events, ingest
@@ -53,7 +52,8 @@ class Prefetcher:
 
     def close(self) -> None:
         """Cancel reads no event will take (their record failed first) and wait for the running ones, so
-        that nothing of this batch runs on into the next invocation."""
+        that nothing of this batch runs on into the next invocation (callers hold the batch in
+        ``contextlib.closing``)."""
         for future in self._started.values():
             future.cancel()
         for future in self._started.values():
@@ -82,21 +82,3 @@ class SqsPrefetcher(Prefetcher):
         if first is None:
             return [None] * count
         return [self.take(first + i) for i in range(count)]
-
-
-@contextmanager
-def sqs_batch(rt: Runtime, records: Sequence[Mapping[str, Any]]) -> Iterator[SqsPrefetcher]:
-    ahead = SqsPrefetcher(rt, records, rt.settings.prefetch)
-    try:
-        yield ahead
-    finally:
-        ahead.close()
-
-
-@contextmanager
-def batch(rt: Runtime, batch_events: Sequence[ObjectEvent]) -> Iterator[Prefetcher]:
-    ahead = Prefetcher(rt, batch_events, rt.settings.prefetch)
-    try:
-        yield ahead
-    finally:
-        ahead.close()

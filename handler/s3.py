@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from contextlib import closing
 from functools import partial
 from typing import Any
 
@@ -57,7 +58,7 @@ def handle_all(object_events: list[events.ObjectEvent]) -> list[ingest.Result]:
     rt = runtime.current()
     results: list[ingest.Result] = []
     retry: list[str] = []
-    with prefetch.batch(rt, object_events) as ahead:
+    with closing(prefetch.Prefetcher(rt, object_events, rt.settings.prefetch)) as ahead:
         for i, ev in enumerate(object_events):
             try:
                 results.append(ingest.handle(ev, rt, ahead.take(i)))
@@ -95,7 +96,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     kind = events.classify(event)
     logger.append_keys(event_kind=kind)
     if kind == "sqs":
-        with prefetch.sqs_batch(runtime.current(), event["Records"]) as ahead:
+        rt = runtime.current()
+        with closing(prefetch.SqsPrefetcher(rt, event["Records"], rt.settings.prefetch)) as ahead:
             response = process_partial_response(
                 event=event, record_handler=partial(record_handler, ahead=ahead), processor=processor, context=context
             )
