@@ -24,7 +24,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from handler import ingest, location, objects, runtime, settings
-from handler.errors import API_ERRORS, AccessDenied, ObjectChanged, ObjectGone, RequestError, TransientError
+from handler.errors import (
+    API_ERRORS,
+    AccessDenied,
+    ModelUnsound,
+    ObjectChanged,
+    ObjectGone,
+    RequestError,
+    TransientError,
+)
 from handler.observability import count, logger, metrics, record_failure, subsegment, tracer
 from handler.schemas import (
     MAX_TEXTS,
@@ -69,7 +77,8 @@ _ERRORS: dict[int, Any] = {
         413: "Image (or batch) too large: MAX_IMAGE_BYTES / MAX_IMAGE_PIXELS / MAX_BATCH_IMAGES",
         415: "Content-Type is neither image/* (or application/octet-stream) nor application/json",
         422: "The body is not a decodable image (unknown format, corrupt, truncated)",
-        503: "S3 throttled or failed reading an s3 reference (per image in a batch): retry later",
+        503: "S3 throttled or failed reading an s3 reference (per image in a batch): retry later; or this "
+        "sandbox's model failed its self-check (model_self_check_failed)",
     }.items()
 }
 
@@ -142,7 +151,7 @@ def media_type() -> str:
     operation_id="embed",
 )
 def embed() -> Response[dict[str, Any]]:
-    rt = runtime.current()
+    rt = sound_runtime()
     kind = media_type()
     if kind.startswith("image/") or kind == "application/octet-stream":
         data = request_body(rt.settings.limits.max_bytes)
@@ -153,6 +162,17 @@ def embed() -> Response[dict[str, Any]]:
         "unsupported_media_type",
         f"Content-Type {kind or '(none)'} is not supported: send image/* or application/json",
     )
+
+
+def sound_runtime() -> runtime.Runtime:
+    """The runtime, if its model passed its self-check at INIT; else the request is refused (503): this
+    sandbox's vectors would not be the model's."""
+    rt = runtime.current()
+    try:
+        rt.require_sound_model()
+    except ModelUnsound as exc:
+        raise RequestError(ModelUnsound.code, str(exc)) from exc
+    return rt
 
 
 def parse(model: type[M], raw: bytes) -> M:
@@ -249,7 +269,7 @@ def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
     operation_id="embedText",
 )
 def embed_texts() -> Response[dict[str, Any]]:
-    rt = runtime.current()
+    rt = sound_runtime()
     request = parse(TextRequest, json_body(MAX_TEXTS * MAX_TEXT_CHARS * 6 + 1024))
     results = [one_text(rt, i, text) for i, text in enumerate(request.texts)]
     answer = TextResponse(model=rt.engine.model_id, dim=rt.engine.dim, results=results)
@@ -288,7 +308,7 @@ def embed_text(rt: runtime.Runtime, text: str) -> TextEmbedding:
     operation_id="search",
 )
 def search() -> Response[dict[str, Any]]:
-    rt = runtime.current()
+    rt = sound_runtime()
     request = parse(SearchRequest, json_body(rt.settings.limits.max_bytes * 2))
     if rt.index is None:
         raise RequestError("search_unavailable", "no vector index is configured (template VectorIndex=none)")
@@ -331,13 +351,20 @@ def model() -> dict[str, Any]:
             "max_batch_images": rt.settings.max_batch,
         },
         "cpu": rt.engine.cpu_report(),
+        # Did this sandbox's CPU compute the build's vectors for the canaries? (false: nothing is embedded)
+        "self_check": None if rt.engine.self_check is None else rt.engine.self_check.to_dict(),
         "manifest": rt.engine.manifest.to_dict(),
     }
 
 
-@app.get("/health", summary="Liveness: the model is loaded", operation_id="health")
+@app.get(
+    "/health",
+    summary="Liveness: the model is loaded and passed its self-check (503 model_self_check_failed if not)",
+    operation_id="health",
+    responses={503: _ERRORS[503]},
+)
 def health() -> Health:
-    rt = runtime.current()
+    rt = sound_runtime()
     return Health(status="ok", model=rt.engine.model_id, dim=rt.engine.dim)
 
 

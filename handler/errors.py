@@ -16,6 +16,13 @@ class TransientError(RuntimeError):
     """A dependency failed in a way that retrying later can fix."""
 
 
+class ModelUnsound(TransientError):
+    """This sandbox's model failed its self-check at INIT (``layer.selfcheck``): it writes no vectors. The
+    record is retried (elsewhere, or after a fix) and, failing that, kept in the DLQ."""
+
+    code = "model_self_check_failed"
+
+
 class ModelMismatch(RuntimeError):
     """A backfill run expects another model than the one this function embeds with (deploy it first)."""
 
@@ -78,4 +85,5 @@ API_ERRORS: dict[str, int] = {
     "s3_unavailable": 503,  # S3 throttled or failed: retry later
     "index_unavailable": 503,  # the vector index failed to answer: retry later
     "store_unavailable": 503,  # DynamoDB failed while storing (per image, with store=true)
+    "model_self_check_failed": 503,  # this sandbox's model gave other vectors than the build's at INIT
 }

@@ -75,8 +75,9 @@ def handle(ev: ObjectEvent, rt: Runtime, fetched: Fetch | None = None) -> Result
     with logger.append_context_keys(s3_uri=ev.uri, event_name=ev.event_name, order_key=ev.order_key):
         t0 = time.perf_counter()
         if ev.action is Action.REMOVED:
-            result = remove(ev, rt)
+            result = remove(ev, rt)  # writes no vector: a model that failed its self-check may still delete
         else:
+            rt.require_sound_model()
             result = finish(ev, rt, fetched() if fetched else fetch(ev, rt))
         count(f"Objects{result.outcome.value.capitalize()}")
         duration_ms = round((time.perf_counter() - t0) * 1e3, 1)  # read + embed + write of this object

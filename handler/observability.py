@@ -18,6 +18,7 @@ from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 from handler.settings import metrics_namespace, service_name, tracing_enabled
 from layer import Embedding
+from layer.selfcheck import SelfCheck
 
 
 class _Unrecorded(BaseSegment):
@@ -75,6 +76,26 @@ def record_failure(code: str) -> None:
         default_dimensions={"service": SERVICE},
     ) as metric:
         metric.add_dimension(name="code", value=code)
+
+
+def record_self_check(check: SelfCheck | None) -> None:
+    """At INIT: ``ModelSelfCheckFailed`` (its own EMF blob, flushed now, outside any invocation) and an error
+    log line when the canaries gave other vectors than the build's; the self-check's time either way."""
+    if check is None:
+        return
+    with single_metric(
+        name="SelfCheckTime", unit=MetricUnit.Milliseconds, value=check.ms, namespace=NAMESPACE,
+        default_dimensions={"service": SERVICE},
+    ):  # fmt: skip
+        pass
+    if check.passed:
+        return
+    logger.error("model self-check failed: this sandbox writes no vectors", extra={"self_check": check.to_dict()})
+    with single_metric(
+        name="ModelSelfCheckFailed", unit=MetricUnit.Count, value=1, namespace=NAMESPACE,
+        default_dimensions={"service": SERVICE},
+    ):  # fmt: skip
+        pass
 
 
 def count(name: str, value: float = 1) -> None:

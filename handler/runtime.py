@@ -14,12 +14,14 @@ import botocore.session
 from botocore.config import Config
 
 from handler import sinks, vector_index
-from handler.observability import logger
+from handler.errors import ModelUnsound
+from handler.observability import logger, record_self_check
 from handler.settings import Settings
 from handler.sinks import Sink
 from handler.vector_index import VectorIndex
 from layer import Embedder, Embedding, Limits
 from layer.manifest import Manifest
+from layer.selfcheck import SelfCheck
 from layer.text import TextEmbedding
 
 # "standard" retries throttling and 5xx with backoff (max_attempts=3 retries: 4 attempts in all); short
@@ -45,6 +47,9 @@ class Engine(Protocol):
 
     def cpu_report(self) -> dict[str, Any]: ...
 
+    @property
+    def self_check(self) -> SelfCheck | None: ...
+
 
 @dataclass
 class Runtime:
@@ -53,6 +58,13 @@ class Runtime:
     s3: Any
     sink: Sink
     index: VectorIndex | None = None  # the vector index that follows the table (VECTOR_BUCKET/VECTOR_INDEX)
+
+    def require_sound_model(self) -> None:
+        """Raise ``ModelUnsound`` if the model failed its self-check at INIT: no vector may be written (or
+        returned) by this sandbox."""
+        check = self.engine.self_check
+        if check is not None and not check.passed:
+            raise ModelUnsound(f"the model failed its self-check on this CPU: {check.reason}")
 
     @classmethod
     def from_env(cls, settings: Settings | None = None, *, text: bool = False) -> Runtime:
@@ -66,6 +78,7 @@ class Runtime:
         # Which CPU Lambda gave this sandbox, the int8 kernel path it takes and whether the build's gate
         # covered that path: the first thing to look at when vectors differ between invocations.
         logger.info("model loaded", extra={"model": engine.model_id, "cpu": engine.cpu_report()})
+        record_self_check(engine.self_check)
         # botocore's session, not boto3's: the clients are the same objects, and not importing boto3 (with
         # s3transfer) saves ~40-80 ms of INIT at 1,024 MB. Region, credentials and AWS_ENDPOINT_URL* come
         # from the environment exactly as for boto3.

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import events, ingest, prefetch, runtime, settings
-from handler.errors import MalformedEvent, ModelMismatch, TransientError
+from handler.errors import MalformedEvent, ModelMismatch, ModelUnsound, TransientError
 from handler.observability import count, logger, metrics, tracer
 
 # An all-failed batch is reported as batchItemFailures too (not raised): the result is the same, the logs
@@ -46,10 +46,23 @@ def record_handler(record: SQSRecord, ahead: prefetch.SqsPrefetcher | None = Non
         fetched = ahead.for_message(record.message_id, len(object_events)) if ahead else [None] * len(object_events)
         try:
             return [ingest.handle(ev, rt, f).outcome.value for ev, f in zip(object_events, fetched, strict=True)]
+        except ModelUnsound:
+            refused_unsound()
+            raise
         except TransientError:
             count("TransientFailures")
             logger.exception("transient failure: the message returns to the queue")
             raise
+
+
+def refused_unsound(uri: str | None = None) -> None:
+    """A record this sandbox may not embed: counted, logged with its reason; it returns to the queue (or the
+    caller retries it) and ends in the DLQ if no sound sandbox takes it."""
+    count("SelfCheckRefusals")
+    logger.error(
+        "record refused: model_self_check_failed",
+        extra={"reason": ModelUnsound.code, **({"s3_uri": uri} if uri else {})},
+    )
 
 
 def handle_all(object_events: list[events.ObjectEvent]) -> list[ingest.Result]:
@@ -62,6 +75,9 @@ def handle_all(object_events: list[events.ObjectEvent]) -> list[ingest.Result]:
         for i, ev in enumerate(object_events):
             try:
                 results.append(ingest.handle(ev, rt, ahead.take(i)))
+            except ModelUnsound as exc:
+                refused_unsound(ev.uri)
+                retry.append(f"{ev.uri}: {exc.code}")
             except TransientError as exc:
                 count("TransientFailures")
                 logger.exception("transient failure", extra={"s3_uri": ev.uri})

@@ -15,18 +15,27 @@ arm64 CPUs with SME take KleidiAI's dynamic-quantization GEMM in onnxruntime ≥
 activations per row instead of per tensor: other vectors than every other CPU (cosine 0.6 under QEMU's SME
 emulation). ``mlas.disable_kleidiai`` keeps them on the common path; no Lambda CPU has SME today.
 
-Detection reads ``/proc/cpuinfo`` (the flags the kernel reports after checking OS support), which is what
-the gate's emulated CPUs fake too (``layer.convert.cpu_paths``).
+The path's name comes from ``/proc/cpuinfo`` (the flags the kernel reports after checking OS support, which
+is what the gate's emulated CPUs fake too: ``layer.convert.cpu_paths``), but the decision to re-encode does
+not trust it: QEMU and some hypervisors report flags the kernels do not match. ``probe_u8s8`` runs one tiny
+int8 MatMul whose u8×s8 pairs overflow a 16-bit lane (255·127·2 > 32,767) in onnxruntime itself, and the
+session is tuned by what it computed (``int8_tuning``): ~5 ms, once per process.
 """
 
 from __future__ import annotations
 
+import base64
 import platform
 import re
+import time
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -141,6 +150,66 @@ def _arm_model(fields: Mapping[str, str]) -> str | None:
     return _ARM_PARTS.get(key, f"arm64 implementer {key[0]} part {key[1]}")
 
 
+# The probe: DynamicQuantizeMatMul (the op the int8 towers' MatMuls become) of a float input [8, 128] of 0s and
+# 1s (quantized to u8 0 and 255) by an int8 weight [128, 32] of 127s. Exact: 127 × (number of 1s) per
+# output; a saturating kernel clips each pair of products at 32,767 instead of 64,770 and returns about half.
+# Written by layer.convert.probe_model (tests/layer/test_cpu.py checks that it still writes these bytes).
+PROBE_MODEL = (
+    "eNrt2D2KwlAUhuEc4+DxjD/xqs1UGcuAU4uNcJkqkMLWJtzEDASS3JAfQmzMBtyUKzMIFm5hOE/5wreBD1F8hkmcbxOVBme1v3+T"
+    "R6AIGho1fhmqJKJJ41+iQvu5jrNKQPv1kRc6iDbr3zZTaRwea5VV8SXyVOXVyX4a6vSnz4Uu9V8lqN6VO/+5cG42doC2ZUpo3M6+"
+    "MsYYY4wxxhhj7N9zlggWyNfR4A4Nozs46z6a8u10cME4rQiUmNMUQYxpgEgmdhAsCVoxo0lf8VkHaMshGZaQC3p/Iix4ABMfK84="
+)
+PROBE_INPUT = "a"
+PROBE_OUTPUT = "y"
+PROBE_SHAPE = (8, 128)
+X64_PRECISION = ("session.x64quantprecision", "1")  # weights re-encoded u8 at load; acts at "extended" or above
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What onnxruntime's int8 kernels compute on this CPU, measured rather than read from flags."""
+
+    u8s8_exact: bool  # the u8×s8 GEMM as is (no re-encoding) is exact
+    reencoded_exact: bool | None  # with session.x64quantprecision (x86 only; None: not needed or not x86)
+    ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _probe_run(config: tuple[tuple[str, str], ...], optimization: str) -> bool:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    }[optimization]
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    for key, value in config:
+        so.add_session_config_entry(key, value)
+    model = zlib.decompress(base64.b64decode(PROBE_MODEL))
+    session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    a = np.ones(PROBE_SHAPE, dtype=np.float32)
+    a[:, 0] = 0.0  # the quantization range [0, 1]: 0 → 0, 1 → 255
+    exact = a.sum(axis=1, keepdims=True) * 127.0
+    y = session.run([PROBE_OUTPUT], {PROBE_INPUT: a})[0]
+    return bool(np.allclose(y, exact, rtol=1e-4, atol=1e-2))
+
+
+@cache
+def probe_u8s8(arch: str | None = None) -> Probe:
+    """Run the probe (once per process and architecture): as the int8 towers' sessions would run, first
+    without re-encoding, then, on x86 where that saturated, with it."""
+    arch = (arch or platform.machine()).lower()
+    base: tuple[tuple[str, str], ...] = (ARM64_KLEIDIAI_OFF,) if arch in ("aarch64", "arm64") else ()
+    t0 = time.perf_counter()
+    exact = _probe_run(base, "basic")
+    fixed = None if exact or arch not in ("x86_64", "amd64") else _probe_run((X64_PRECISION,), "extended")
+    return Probe(u8s8_exact=exact, reencoded_exact=fixed, ms=round((time.perf_counter() - t0) * 1e3, 2))
+
+
 @dataclass(frozen=True)
 class SessionTuning:
     """Session options for the int8 model on one CPU (see the module docstring for why each is set)."""
@@ -149,14 +218,21 @@ class SessionTuning:
     optimization: str = "basic"  # model.onnx is saved pre-optimized ("extended") by the build
 
 
-def int8_tuning(cpu: CpuInfo, quantization: Mapping[str, Any] | None = None) -> SessionTuning:
+ARM64_KLEIDIAI_OFF = ("mlas.disable_kleidiai", "1")
+
+
+def int8_tuning(
+    cpu: CpuInfo, quantization: Mapping[str, Any] | None = None, probe: Probe | None = None
+) -> SessionTuning:
+    """The int8 session options for this CPU: by what ``probe`` measured when given, else by the flags."""
     q = quantization or {}
     if cpu.arch in ("aarch64", "arm64"):
-        return SessionTuning(config=(("mlas.disable_kleidiai", "1"),))
+        return SessionTuning(config=(ARM64_KLEIDIAI_OFF,))
+    exact = probe.u8s8_exact if probe is not None else cpu.exact_u8s8
     # 7-bit weights (reduce_range) cannot saturate; u8 weights never meet the u8×s8 kernel.
-    if cpu.exact_u8s8 or q.get("reduce_range") or q.get("weight_type") == "uint8":
+    if exact or q.get("reduce_range") or q.get("weight_type") == "uint8":
         return SessionTuning()
-    return SessionTuning(config=(("session.x64quantprecision", "1"),), optimization="extended")
+    return SessionTuning(config=(X64_PRECISION,), optimization="extended")
 
 
 _MODEL_RE = re.compile(r"\s+")

@@ -1,43 +1,38 @@
-"""The engine: image bytes → L2-normalized CLIP image embeddings.
+"""The engine: image bytes (and texts) → L2-normalized CLIP embeddings, from a model directory.
 
-Images run through the model one at a time. Dynamic int8 quantization picks each activation's scale from
-the whole input tensor, so inside a batch an image's vector would depend on its batch-mates (cosine 0.99987
-measured); a run per image keeps every vector a function of its own pixels only, at almost no cost on CPU,
-where a ViT-B/32 image is already ~4 GFLOP of GEMMs that saturate the cores.
+``Embedder.from_dir`` loads the towers the manifest lists (``layer.tower``: one session loader for both),
+tunes them for the CPU it measures (``layer.cpu.probe_u8s8``) and, unless told not to, embeds the manifest's
+canaries and compares them with the build's vectors (``layer.selfcheck``): a function that got a CPU or a
+file that computes other vectors knows it before it writes one.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from layer.config import PreprocessConfig
-from layer.cpu import CpuInfo, SessionTuning, int8_tuning
+from layer.cpu import CpuInfo, Probe, probe_u8s8
 from layer.decode import Decoded, decode
 from layer.errors import ModelDirError
 from layer.limits import Limits
-from layer.manifest import (
-    FP32_FILE,
-    INPUT_NAME,
-    MODEL_FILE,
-    OUTPUT_NAME,
-    PREPROCESSOR_FILE,
-    Manifest,
-)
+from layer.manifest import Manifest
 from layer.preprocess import preprocess
-from layer.session import SessionSettings, create_session
+from layer.selfcheck import SelfCheck, run_self_check
 from layer.settings import EngineSettings
 from layer.text import ClipTokenizer, TextEmbedding, TextEncoder
+from layer.tower import Precision, TowerSession, l2_normalize
 
-Precision = Literal["int8", "fp32"]
+__all__ = ["Embedder", "Embedding", "Timings", "l2_normalize", "pixel_values"]
+
 # The default JPEG path: DCT-domain downscale (1/2…1/8) that keeps the shortest side ≥ 1.5× the resize
-# target (336 px), then the exact bicubic resize. A 12-MP photo decodes at 1/8 (500×375): 27 ms instead of
-# 230 ms for decode + resize, at cosine ≥ 0.99999 to the exact path on the benchmark photos (the test
-# requires ≥ 0.9995: tests/layer/test_fidelity.py).
+# target, then the exact bicubic resize. A 12-MP photo decodes at 1/8 (500×375): 27 ms instead of 230 ms for
+# decode + resize, at cosine ≥ 0.99999 to the exact path on the benchmark photos (the test requires ≥ 0.9995:
+# tests/layer/test_fidelity.py).
 FAST_JPEG_FACTOR = 1.5
 
 
@@ -63,12 +58,6 @@ class Embedding:
         return int(self.vector.shape[0])
 
 
-def l2_normalize(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    norms = np.linalg.norm(features.astype(np.float64), axis=-1, keepdims=True)
-    unit = (features / np.maximum(norms, 1e-12)).astype(np.float32)
-    return unit, norms[..., 0].astype(np.float32)
-
-
 def pixel_values(
     data: bytes, config: PreprocessConfig, limits: Limits, *, fast_jpeg: bool = True, exif: bool = True
 ) -> tuple[np.ndarray, Decoded, Timings]:
@@ -87,35 +76,43 @@ class Embedder:
     """Load once per process (Lambda INIT), then call ``embed_one`` per image.
 
     >>> emb = Embedder.from_dir("/opt/model")
-    >>> emb.embed_one(jpeg_bytes).vector   # float32 [512], unit norm; ImageError (code, http_status) if bad
+    >>> emb.embed_one(jpeg_bytes).vector   # float32 [dim], unit norm; ImageError (code, http_status) if bad
     """
 
     def __init__(
         self,
-        model_path: str | Path,
+        image: TowerSession,
         config: PreprocessConfig,
         *,
-        model_id: str = "unknown",
-        manifest: Manifest | None = None,
+        manifest: Manifest,
+        model_id: str,
         limits: Limits | None = None,
-        session_settings: SessionSettings | None = None,
         fast_jpeg: bool = True,
         exif: bool = True,
         cpu: CpuInfo | None = None,
+        probe: Probe | None = None,
     ) -> None:
-        self.model_path = Path(model_path)
+        self.image = image
         self.config = config
+        self.manifest = manifest
         self.model_id = model_id
-        self.manifest = manifest or Manifest(model_id=model_id)
         self.limits = limits or Limits()
-        self.session_settings = session_settings or SessionSettings.auto()
         self.fast_jpeg = fast_jpeg
         self.exif = exif
         self.cpu = cpu or CpuInfo.detect()
-        self.session = create_session(self.model_path, self.session_settings)
+        self.probe = probe
         self.text: TextEncoder | None = None  # from_dir(..., text=True)
-        out = self.session.get_outputs()[0]
-        self.dim = int(out.shape[-1]) if isinstance(out.shape[-1], int) else self.manifest.dim
+        self.self_check: SelfCheck | None = None  # from_dir(..., self_check=True)
+        self.dim = image.dim
+
+    @property
+    def session(self) -> Any:
+        """The image tower's onnxruntime session."""
+        return self.image.session
+
+    @property
+    def session_settings(self) -> Any:
+        return self.image.settings
 
     @classmethod
     def from_dir(
@@ -130,75 +127,84 @@ class Embedder:
         verify: bool = False,
         settings: EngineSettings | None = None,
         text: bool = False,
+        self_check: bool = True,
     ) -> Embedder:
         """``settings``: the environment's (``EngineSettings.from_env``) unless given; ``threads`` and
         ``limits`` override them. ``text``: also load the text tower if the model has one (the API's text
-        and search routes need it; the S3 function does not, and skips its memory and its INIT time)."""
+        and search routes need it; the S3 function does not, and skips its memory and its INIT time).
+        ``self_check``: embed the manifest's canaries now (the result is ``self_check``; it never raises)."""
         settings = settings or EngineSettings.from_env()
         model_dir = Path(model_dir)
         manifest = Manifest.read(model_dir)
         if verify:
             manifest.verify_files(model_dir)
-        model_file = model_dir / (MODEL_FILE if precision == "int8" else FP32_FILE)
-        if not model_file.exists():
-            raise ModelDirError(f"{model_file} not found")
-        if precision == "int8" and manifest.precision == "fp32":
-            precision = "fp32"  # an fp32-only build ships its fp32 export as model.onnx
         cpu = CpuInfo.detect()
-        fp32 = SessionTuning(optimization="all")  # the plain export: every graph optimization at load
-        tuning = int8_tuning(cpu, manifest.quantization) if precision == "int8" else fp32
-        session_settings = SessionSettings.auto(
-            settings, threads=threads, optimization=tuning.optimization, config=tuning.config
-        )
+        spec = manifest.image
+        int8 = precision == "int8" and spec.precision == "int8"
+        probe = probe_u8s8(cpu.arch) if int8 else None
+        load = {"precision": precision, "cpu": cpu, "engine": settings, "threads": threads, "probe": probe}
+        image = TowerSession.load(model_dir, spec, **load)  # type: ignore[arg-type]
+        if spec.preprocessor is None:
+            raise ModelDirError(f"{model_dir}: the image tower names no preprocessor config")
         engine = cls(
-            model_file,
-            PreprocessConfig.from_file(model_dir / PREPROCESSOR_FILE),
-            model_id=manifest.model_id + ("" if precision == "int8" else "@fp32"),
+            image,
+            PreprocessConfig.from_file(model_dir / spec.preprocessor),
             manifest=manifest,
+            model_id=manifest.model_id + ("" if int8 or manifest.precision == "fp32" else "@fp32"),
             limits=limits or settings.limits,
-            session_settings=session_settings,
             cpu=cpu,
+            probe=probe,
             fast_jpeg=fast_jpeg,
             exif=exif,
         )
-        if text and manifest.text_tower is not None:
-            engine.text = load_text_tower(
-                model_dir,
-                manifest,
-                model_id=engine.model_id,
-                precision=precision,
-                cpu=cpu,
-                image_settings=session_settings,
-            )
+        tspec = manifest.text
+        if text and tspec is not None and tspec.tokens is not None:
+            tower = TowerSession.load(model_dir, tspec, **load)  # type: ignore[arg-type]
+            tokenizer = ClipTokenizer(model_dir / tspec.tokens.file, tspec.tokens)
+            engine.text = TextEncoder(tower, tokenizer, engine.model_id)
+        if self_check:
+            engine.self_check = run_self_check(engine)
         return engine
 
+    def towers(self) -> dict[str, TowerSession]:
+        """The loaded towers by name."""
+        loaded = {self.image.spec.name: self.image}
+        if self.text is not None:
+            loaded[self.text.tower.spec.name] = self.text.tower
+        return loaded
+
     def cpu_report(self) -> dict[str, Any]:
-        """This CPU, its int8 kernel path, the session options chosen for it and whether the model's
-        build gate ran on that path (INIT log, ``GET /model``)."""
+        """This CPU, its int8 kernel path, what the probe measured, the session options chosen per tower,
+        whether the build's gate covered that path, and the self-check (INIT log, ``GET /model``)."""
         path = self.cpu.kernel_path
-        gated = self.manifest.gate_for(path)
+        gated = self.manifest.image.gate_for(path)
+        flags_exact = self.cpu.exact_u8s8
         return {
             **self.cpu.to_dict(),
-            "session_config": dict(self.session_settings.config),
-            "graph_optimization": self.session_settings.optimization,
+            "probe": None
+            if self.probe is None
+            else {**self.probe.to_dict(), "flags_agree": self.probe.u8s8_exact == flags_exact},
+            "session_config": dict(self.image.settings.config),
+            "graph_optimization": self.image.settings.optimization,
+            "towers": {name: t.report() for name, t in self.towers().items()},
             "gate_covered": bool(gated and gated.get("status") == "passed"),
             "gate": gated,
+            "self_check": None if self.self_check is None else self.self_check.to_dict(),
         }
 
     # --- stages -----------------------------------------------------------------------------------
     def to_pixels(self, data: bytes) -> tuple[np.ndarray, Decoded, Timings]:
-        """Decode + preprocess one image to float32 [3, 224, 224] with this engine's config, limits and
-        JPEG path. Raises ``ImageError``."""
+        """Decode + preprocess one image to float32 [3, H, W] with this engine's config, limits and JPEG
+        path. Raises ``ImageError``."""
         return pixel_values(data, self.config, self.limits, fast_jpeg=self.fast_jpeg, exif=self.exif)
 
     def run_model(self, pixels: np.ndarray) -> np.ndarray:
         """Raw (unnormalized) features for [N,3,H,W] input, one image per session run (batch invariance)."""
-        outs = [self.session.run([OUTPUT_NAME], {INPUT_NAME: pixels[i : i + 1]})[0] for i in range(pixels.shape[0])]
-        return np.concatenate(outs, axis=0)
+        return self.image.features(pixels)
 
     def embed_pixels(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model-only path: unit vectors [N, dim] and their pre-normalization norms [N]."""
-        return l2_normalize(self.run_model(pixels))
+        return self.image.embed(pixels)
 
     # --- public API ---------------------------------------------------------------------------------
     def embed_text(self, text: str) -> TextEmbedding:
@@ -223,28 +229,3 @@ class Embedder:
             format=decoded.format,
             timings=Timings(t.decode_ms, t.preprocess_ms, inference_ms),
         )
-
-
-def load_text_tower(
-    model_dir: Path,
-    manifest: Manifest,
-    *,
-    model_id: str,
-    precision: Precision,
-    cpu: CpuInfo,
-    image_settings: SessionSettings,
-) -> TextEncoder:
-    """The text tower's session (the image session's threads, its own int8 tuning) and its tokenizer."""
-    tower = manifest.text_tower
-    if tower is None:
-        raise ModelDirError(f"{model_dir} has no text tower (built with --no-text)")
-    path = model_dir / (tower.file if precision == "int8" else tower.fp32_file)
-    if not path.exists():
-        raise ModelDirError(f"{path} not found")
-    int8 = precision == "int8" and tower.precision == "int8"
-    tuning = int8_tuning(cpu, tower.quantization) if int8 else SessionTuning(optimization="all")
-    settings = replace(image_settings, optimization=tuning.optimization, config=tuning.config)
-    tokenizer = ClipTokenizer(
-        model_dir / tower.tokenizer, context_length=tower.context_length, pad_id=tower.pad_id, eos_id=tower.eos_id
-    )
-    return TextEncoder(create_session(path, settings), tokenizer, model_id, io=(tower.input_name, tower.output_name))

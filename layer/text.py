@@ -1,15 +1,18 @@
 """The text half of the engine: text → CLIP BPE token ids → the text tower → an L2-normalized vector in the
 same space as the images (so a text's vector · an image's vector is CLIP's similarity).
 
-The tokenizer is the build's ``tokenizer.json`` read with the ``tokenizers`` package (no transformers in the
-image): lower-cased, whitespace-cleaned CLIP BPE, <|startoftext|> … <|endoftext|>. A text longer than the
-77-token context keeps its first 75 tokens (as HF's CLIPTokenizer truncates) and says so. Like images, texts
+The tokenizer equals open_clip's ``SimpleTokenizer`` (the reference CLIP tokenizer) token for token: the
+same cleaning (ftfy, HTML entities, whitespace, lower case), then the build's ``tokenizer.json`` read with
+the ``tokenizers`` package (no transformers in the image) for CLIP's regex and BPE, <|startoftext|> …
+<|endoftext|>. A text longer than the 77-token context keeps its first 75 tokens (as open_clip truncates)
+and says so. Like images, texts
 run through the model one at a time: dynamic int8 quantization scales activations per tensor, so a batch
 would couple its texts.
 """
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from layer.errors import EmptyText, ModelDirError, TextError, TextTooLong
+from layer.manifest import TokenLayout
+from layer.tower import TowerSession
 
-TEXT_INPUT = "input_ids"
-TEXT_OUTPUT = "text_embeds"
 MAX_TEXT_CHARS = 1000  # the API's bound per text; the tokenizer itself would take any length
 
 
@@ -51,26 +54,49 @@ class TextEmbedding:
         return int(self.vector.shape[0])
 
 
-class ClipTokenizer:
-    """``tokenizer.json`` with CLIP's context: ids padded to ``context_length`` with ``pad_id``."""
+def clean(text: str) -> str:
+    """open_clip's ``_clean_lower``, exactly: ftfy's ``fix_text`` (mojibake, curly quotes, ligatures, full-width
+    letters, control characters, NFC), HTML entities unescaped twice, whitespace runs to one space, trimmed,
+    lower-cased. The reference tokenizer cleans every text this way before BPE."""
+    import ftfy
 
-    def __init__(self, path: str | Path, *, context_length: int = 77, pad_id: int = 49407, eos_id: int = 49407):
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    return " ".join(text.split()).strip().lower()
+
+
+class ClipTokenizer:
+    """CLIP's tokenizer as open_clip's ``SimpleTokenizer`` runs it: ``clean`` in Python, then CLIP's
+    pre-tokenizer regex and byte-level BPE from ``tokenizer.json`` (the ``tokenizers`` package), which holds
+    no special tokens to match in the text: ``<|endoftext|>`` typed in a query is text, never the end of it
+    (``bos_id``/``eos_id`` are added by id). Ids padded to the context with ``pad_id``."""
+
+    def __init__(self, path: str | Path, layout: TokenLayout | None = None) -> None:
+        import ftfy  # noqa: F401 - imported here, at INIT, not in the first request
         from tokenizers import Tokenizer  # the only place the engine needs it: image-only uses never load it
 
+        self.layout = layout or TokenLayout()
         try:
             self._tok = Tokenizer.from_file(str(path))
         except Exception as exc:  # the tokenizers package raises its own Exception type for bad files
             raise ModelDirError(f"{path}: not a tokenizer.json ({exc})") from exc
+        if self._tok.get_added_tokens_decoder():
+            raise ModelDirError(
+                f"{path} matches special tokens in the text (an older build): rebuild the model directory"
+            )
         self._tok.no_truncation()
         self._tok.no_padding()
-        self.context_length, self.pad_id, self.eos_id = context_length, pad_id, eos_id
+
+    @property
+    def context_length(self) -> int:
+        return self.layout.context_length
 
     def encode(self, text: str) -> Tokens:
-        ids = self._tok.encode(text).ids  # BOS … EOS from the post-processor
-        truncated = len(ids) > self.context_length
-        if truncated:
-            ids = [*ids[: self.context_length - 1], self.eos_id]
-        out = np.full(self.context_length, self.pad_id, dtype=np.int64)
+        """BOS, the cleaned text's BPE tokens (the first ``context_length - 2`` of them), EOS, padding."""
+        n = self.layout.context_length
+        body = self._tok.encode(clean(text), add_special_tokens=False).ids
+        truncated = len(body) > n - 2
+        ids = [self.layout.bos_id, *body[: n - 2], self.layout.eos_id]
+        out = np.full(n, self.layout.pad_id, dtype=np.int64)
         out[: len(ids)] = ids
         return Tokens(ids=out, count=len(ids), truncated=truncated)
 
@@ -88,23 +114,18 @@ def check_text(text: Any, max_chars: int = MAX_TEXT_CHARS) -> str:
 class TextEncoder:
     """The text tower's session and tokenizer; built by ``Embedder.from_dir(..., text=True)``."""
 
-    def __init__(
-        self, session: Any, tokenizer: ClipTokenizer, model_id: str, io: tuple[str, str] = (TEXT_INPUT, TEXT_OUTPUT)
-    ) -> None:
-        self.session, self.tokenizer, self.model_id = session, tokenizer, model_id
-        self.input_name, self.output_name = io
+    def __init__(self, tower: TowerSession, tokenizer: ClipTokenizer, model_id: str) -> None:
+        self.tower, self.tokenizer, self.model_id = tower, tokenizer, model_id
 
     def embed(self, text: str) -> TextEmbedding:
         t0 = time.perf_counter()
         tokens = self.tokenizer.encode(check_text(text))
         t1 = time.perf_counter()
-        features = self.session.run([self.output_name], {self.input_name: tokens.ids[None]})[0]
+        unit, norms = self.tower.embed(tokens.ids[None])
         t2 = time.perf_counter()
-        norm = float(np.linalg.norm(features[0].astype(np.float64)))
-        unit = (features[0] / max(norm, 1e-12)).astype(np.float32)
         return TextEmbedding(
-            vector=unit,
-            norm=norm,
+            vector=unit[0],
+            norm=float(norms[0]),
             model=self.model_id,
             tokens=tokens.count,
             truncated=tokens.truncated,

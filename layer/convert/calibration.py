@@ -100,3 +100,18 @@ CALIBRATION_TEXTS: dict[str, str] = {
 
 def calibration_texts() -> list[tuple[str, str]]:
     return list(CALIBRATION_TEXTS.items())
+
+
+CANARY_TEXT = "a photo of a red bicycle leaning against a blue wall"
+
+
+def canary_image() -> bytes:
+    """The image canary: a small PNG (64×48, ~2 KB) with smooth gradients and hard edges, stored in the
+    manifest; tiny, so decoding it costs nothing at INIT, while the tower still runs a full 224² input."""
+    yy, xx = np.mgrid[0:48, 0:64]
+    rgb = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1).astype(np.uint8)
+    img = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((8, 8, 24, 30), fill=(250, 240, 20))
+    draw.ellipse((34, 12, 58, 40), fill=(20, 30, 200))
+    return _encode(img)

@@ -36,6 +36,7 @@ def _build_model(args: argparse.Namespace) -> int:
         seed=args.seed,
         quant=quant,
         min_cosine=args.min_cosine,
+        recover=not args.no_recover,
         cross_cpu=args.cross_cpu,
         text=not args.no_text,
         text_quant=text_quant(
@@ -93,7 +94,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     b.add_argument("--seed", type=int, default=0, help="seed for random-init and synthetic gate images")
-    b.add_argument("--min-cosine", type=float, default=0.999, help="accuracy gate threshold (int8 vs fp32)")
+    b.add_argument(
+        "--min-cosine",
+        type=float,
+        default=0.999,
+        help="the accuracy gate: every gate input's int8 vector at this cosine or more to its fp32 vector, on "
+        "every CPU path the build checks",
+    )
+    b.add_argument(
+        "--no-recover",
+        action="store_true",
+        help="refuse (exit 4) when a tower misses the gate, instead of finding the cheapest int8 mix that meets "
+        "it (SmoothQuant-style migration into the LayerNorms, then the fewest MatMuls kept in fp32)",
+    )
     b.add_argument(
         "--cross-cpu",
         choices=["auto", "required", "off"],
@@ -124,7 +137,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--text-quant-op-types",
         default="MatMul,Gather",
         help="the text tower's op types to quantize (the weight format follows the vision tower's options); "
-        "Gather is the 49,408-token embedding: dropped again if the text gate fails with it",
+        "Gather is the 49,408-token embedding, as int8 rows (the recovery may keep it fp32)",
     )
     b.add_argument("--text-quant-exclude-nodes", default="", help="text tower ONNX node names to keep in fp32")
     b.set_defaults(func=_build_model)

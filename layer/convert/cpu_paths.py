@@ -1,12 +1,13 @@
 """The gate on every CPU path Lambda may run, not only the build machine's.
 
-The native gate compares int8 with fp32 on all gate inputs of a tower. Here a few of those images (and, for
-the text tower, texts) also go through the int8 tower on the kernel paths this machine lacks, emulated with
-QEMU (``layer.convert.emulation``), in the runtime's own session (``python -m layer.embed_pixels``, and
-``python -m layer.convert.embed_tokens`` for texts, tuned for the CPU it sees). Each path must pass the
-same int8-vs-fp32 threshold and agree with this machine's int8 vectors: bit for bit in practice between x86
-paths (≥ 0.99999 required), ≥ 0.9995 between x86 and arm64 (their float kernels differ; see README). A path
-that cannot run here is recorded as ``not_run`` with the reason, never as passed.
+The native gate compares int8 with fp32 on all gate inputs of a tower. Here a few of those inputs (images
+or texts) also go through the int8 tower on the kernel paths this machine lacks, emulated with QEMU
+(``layer.convert.emulation``), in the runtime's own session (``python -m layer.run_tower``, tuned for the
+CPU it sees and measures). Each path must pass the same int8-vs-fp32 threshold and agree with this
+machine's int8 vectors: bit for bit in practice between x86 paths (≥ 0.99999 required), ≥ 0.9995 between
+x86 and arm64 (their float kernels differ; see docs). A path that cannot run here is recorded as
+``not_run`` with the reason, never as passed. The tower's canary rides along as one more input, so the
+manifest holds the canary's vector for each architecture the build reached.
 """
 
 from __future__ import annotations
@@ -26,26 +27,14 @@ import numpy as np
 from layer.convert.emulation import QEMU_WARNING, Arm64Root, EmulationUnavailable, link_or_copy, x86_run
 from layer.convert.gate import CROSS_ARCH_AGREEMENT, SAME_ARCH_AGREEMENT
 from layer.cpu import CpuInfo, describe
-from layer.manifest import MODEL_FILE, PREPROCESSOR_FILE, TEXT_MODEL_FILE, Manifest
+from layer.manifest import Manifest
 
 CrossCpuMode = Literal["auto", "required", "off"]
 EMULATED_IMAGES = 4  # ~3-12 s per image per path under QEMU
 _NO_AVX512 = "QEMU's TCG emulates neither AVX-512 nor AMX: not reachable from this machine"
 
 
-@dataclass(frozen=True)
-class Tower:
-    """What an emulated CPU runs for one tower: the files it needs and the engine-only worker module
-    (``python -m MODULE MODEL_DIR INPUTS.npy OUT.npy``, printing a JSON report)."""
-
-    name: str
-    files: tuple[str, ...]
-    worker: str
-    unit: Literal["images", "texts"]  # what its inputs are, in the results
-
-
-IMAGE = Tower("image", (MODEL_FILE, PREPROCESSOR_FILE), "layer.embed_pixels", "images")
-TEXT = Tower("text", (TEXT_MODEL_FILE,), "layer.convert.embed_tokens", "texts")
+WORKER = "layer.run_tower"  # python -m layer.run_tower MODEL_DIR TOWER INPUTS.npy OUT.npy
 
 
 @dataclass(frozen=True)
@@ -117,15 +106,14 @@ class PathResult:
     stands_for: str
     cpu: str | None = None
     qemu_cpu: str | None = None
-    images: int | None = None  # how many gate inputs ran on this path (images or texts)
-    texts: int | None = None
+    inputs: int | None = None  # how many gate inputs ran on this path (images or texts)
     cosine_min: float | None = None  # int8 vs fp32
     cosine_mean: float | None = None
     agreement_min: float | None = None  # int8 vectors vs this machine's int8 vectors
     agreement_threshold: float | None = None
     bit_identical: bool | None = None
-    seconds_per_image: float | None = None
-    seconds_per_text: float | None = None
+    seconds_per_input: float | None = None
+    probe: dict[str, Any] | None = None  # what the u8×s8 probe measured there
     session_config: dict[str, str] | None = None
     reason: str | None = None
 
@@ -166,13 +154,14 @@ def pick_images(names: Sequence[str], native_cosines: Sequence[float], n: int = 
 
 
 def emulate(
-    path: CpuPath, model_dir: Path, manifest: Manifest, inputs: np.ndarray, tower: Tower = IMAGE
+    path: CpuPath, model_dir: Path, manifest: Manifest, tower: str, inputs: np.ndarray
 ) -> tuple[np.ndarray, dict]:
     """The int8 ``tower`` of ``model_dir`` on ``inputs`` (pixel values or token ids) in an emulated ``path``
     CPU: (unit vectors, the worker's report). ``manifest`` is what the runtime reads there (the tower's
     quantization settings pick the tuning)."""
     if path.qemu_cpu is None:
         raise EmulationUnavailable(f"{path.name}: no emulator reaches it")
+    spec = manifest.towers[tower]
     with ExitStack() as stack:
         if path.arch == "x86_64":
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"clip-{path.name}-"))
@@ -181,13 +170,12 @@ def emulate(
             run = stack.enter_context(Arm64Root.locked()).ensure().run(path.qemu_cpu, path.cpuinfo())
         model = run.stage / "model"
         model.mkdir(parents=True, exist_ok=True)
-        for name in tower.files:
-            link_or_copy(model_dir / name, model / name)
+        link_or_copy(model_dir / spec.file, model / spec.file)
         manifest.write(model)
         np.save(run.stage / "inputs.npy", inputs)
         guest = run.stage_in_guest
-        argv = [*run.argv, tower.worker, f"{guest}/model", f"{guest}/inputs.npy", f"{guest}/out.npy"]
-        proc = subprocess.run(argv, env=run.env, capture_output=True, text=True, check=False, timeout=1800)
+        argv = [*run.argv, WORKER, f"{guest}/model", tower, f"{guest}/inputs.npy", f"{guest}/out.npy"]
+        proc = subprocess.run(argv, env=run.env, capture_output=True, text=True, check=False, timeout=3600)
         if proc.returncode != 0:
             errors = [ln for ln in proc.stderr.splitlines() if QEMU_WARNING not in ln]
             raise RuntimeError(f"exit {proc.returncode}: " + " | ".join(errors[-6:]))
@@ -204,7 +192,6 @@ def _judge(
     native_int8: np.ndarray,
     fp32: np.ndarray,
     min_cosine: float,
-    tower: Tower = IMAGE,
 ) -> PathResult:
     cos = np.sum(_unit(vectors) * _unit(fp32), axis=1)
     agree = np.sum(_unit(vectors) * _unit(native_int8), axis=1)
@@ -230,30 +217,48 @@ def _judge(
         agreement_min=round(float(agree.min()), 7),
         agreement_threshold=threshold,
         bit_identical=bool(np.array_equal(vectors, native_int8)),
-        **_counted(tower, len(vectors), report),
+        inputs=len(vectors),
+        seconds_per_input=report.get("seconds_per_input"),
+        probe=cpu.get("probe"),
         session_config=cpu.get("session_config"),
         reason="; ".join(problems) or None,
     )
+
+
+@dataclass(frozen=True)
+class PathsOutcome:
+    results: list[PathResult]  # every known path: native, emulated or not run, in PATHS order
+    canary: dict[str, np.ndarray]  # path → the canary's unit vector there (emulated paths that ran)
+
+    @property
+    def passed(self) -> bool:
+        return not any(r.status == "failed" for r in self.results)
+
+    @property
+    def failed(self) -> list[PathResult]:
+        return [r for r in self.results if r.status == "failed"]
 
 
 def run_cpu_paths(
     model_dir: Path,
     manifest: Manifest,
     *,
+    tower: str,
     inputs: np.ndarray,
     native_int8: np.ndarray,
     fp32: np.ndarray,
     native_summary: PathResult,
     native: CpuInfo,
+    canary: np.ndarray | None = None,
     mode: CrossCpuMode = "auto",
     min_cosine: float,
     log: Callable[[str], None] = print,
-    tower: Tower = IMAGE,
-) -> list[PathResult]:
-    """One result per known path (native, emulated or not run) for one tower's gate inputs; raises
-    ``CpuPathsFailed`` if any failed, and ``EmulationUnavailable`` in ``required`` mode when an emulatable
-    path cannot run here."""
+) -> PathsOutcome:
+    """One result per known path (native, emulated or not run) for one tower's gate inputs (and its canary
+    input, if given, run after them); raises ``EmulationUnavailable`` in ``required`` mode when an
+    emulatable path cannot run here. Failures are results, for the caller (the recovery) to act on."""
     results: dict[str, PathResult] = {native.kernel_path: native_summary}
+    canaries: dict[str, np.ndarray] = {}
     todo: list[CpuPath] = []
     for path in PATHS:
         if path.name == native.kernel_path:
@@ -264,25 +269,22 @@ def run_cpu_paths(
             results[path.name] = PathResult(path.name, "not_run", "none", path.stands_for, reason="--cross-cpu off")
         else:
             todo.append(path)
+    feed = inputs if canary is None else np.concatenate([inputs, canary[None]])
 
     def one(path: CpuPath) -> PathResult:
         try:
-            vectors, report = emulate(path, model_dir, manifest, inputs, tower)
+            vectors, report = emulate(path, model_dir, manifest, tower, feed)
         except EmulationUnavailable as exc:
             if mode == "required":
                 raise
             return PathResult(path.name, "not_run", "none", path.stands_for, qemu_cpu=path.qemu_cpu, reason=str(exc))
         except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError) as exc:
             return PathResult(path.name, "failed", "emulated", path.stands_for, qemu_cpu=path.qemu_cpu, reason=str(exc))
+        if canary is not None:
+            canaries[path.name] = vectors[-1]
+            vectors = vectors[:-1]
         return _judge(
-            path,
-            native,
-            vectors=vectors,
-            report=report,
-            native_int8=native_int8,
-            fp32=fp32,
-            min_cosine=min_cosine,
-            tower=tower,
+            path, native, vectors=vectors, report=report, native_int8=native_int8, fp32=fp32, min_cosine=min_cosine
         )
 
     # x86 and arm64 emulation in parallel (one core each); arm64 paths share one root, so in turn.
@@ -297,18 +299,10 @@ def run_cpu_paths(
     ordered += [r for name, r in results.items() if name not in {p.name for p in PATHS}]
     for r in ordered:
         log(r.line())
-    if any(r.status == "failed" for r in ordered):
-        raise CpuPathsFailed(ordered)
-    return ordered
+    return PathsOutcome(ordered, canaries)
 
 
-def _counted(tower: Tower, n: int, report: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The result's count of inputs, and the worker's seconds per input, under the tower's unit's names."""
-    seconds = f"seconds_per_{tower.unit[:-1]}"
-    return {tower.unit: n, **({seconds: report.get(seconds)} if report is not None else {})}
-
-
-def native_result(native: CpuInfo, cosines: Sequence[float], tower: Tower = IMAGE) -> PathResult:
+def native_result(native: CpuInfo, cosines: Sequence[float], probe: dict[str, Any] | None = None) -> PathResult:
     """The build machine's own gate (all of the tower's gate inputs), as one of the paths."""
     vals = np.asarray(cosines)
     known = {p.name: p.stands_for for p in PATHS}
@@ -318,7 +312,8 @@ def native_result(native: CpuInfo, cosines: Sequence[float], tower: Tower = IMAG
         how="native",
         stands_for=known.get(native.kernel_path, "the build machine"),
         cpu=describe(native),
-        **_counted(tower, len(vals)),
+        inputs=len(vals),
+        probe=probe,
         cosine_min=round(float(vals.min()), 6),
         cosine_mean=round(float(vals.mean()), 6),
     )

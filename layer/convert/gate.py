@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from layer.embedder import Embedder
-
 DEFAULT_MIN_COSINE = 0.999  # int8 vs fp32, every image, every CPU path
 # The same image's int8 vectors on two CPUs. x86 paths compute identical integers and identical float
 # kernels (the Softmax is decomposed for that), so anything short of ~bit-identical is a regression;
@@ -20,11 +18,11 @@ CROSS_ARCH_AGREEMENT = 0.9995
 
 
 class GateFailed(RuntimeError):
-    def __init__(self, result: GateResult, tower: str = "") -> None:
+    def __init__(self, result: GateResult, tower: str = "", hint: str = "") -> None:
         super().__init__(
             f"{tower + ' ' if tower else ''}accuracy gate failed: int8 vs fp32 cosine min {result.cosine_min:.5f} "
             f"(worst: {result.worst}) < threshold {result.threshold}; "
-            "try --precision fp32 or other quantization settings"
+            + (hint or "leave out --no-recover to let the build find an int8 mix that meets it, or --precision fp32")
         )
         self.result = result
 
@@ -44,12 +42,6 @@ class GateResult:
         ``n_texts`` and ``per_text``)."""
         names = {"n_images": f"n_{unit}", "per_image": f"per_{unit[:-1]}"}
         return {names.get(k, k): v for k, v in asdict(self).items()}
-
-
-def gate_vectors(int8: Embedder, fp32: Embedder, images: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Unit int8 and fp32 vectors [n, dim] of the gate images, both from the same preprocessed pixels."""
-    pixels = np.stack([p for _, p in images])
-    return int8.embed_pixels(pixels)[0], fp32.embed_pixels(pixels)[0]
 
 
 def judge(names: list[str], int8: np.ndarray, fp32: np.ndarray, threshold: float = DEFAULT_MIN_COSINE) -> GateResult:

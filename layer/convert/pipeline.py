@@ -1,10 +1,14 @@
-"""``clip-lambda build-model``: checkpoint → ONNX → int8 → gate → model directory (see the contract), for the
-vision tower and, unless ``--no-text``, the text tower (``layer.convert.text_tower``) beside it."""
+"""``clip-lambda build-model``: a checkpoint → its towers exported (fp32) → each tower int8, gated on every CPU
+path, recovered if it misses the gate (``layer.convert.towers``) → the model directory (see the contract).
+
+Only loading and exporting know which tower is which; from the export on, every tower goes through the
+same steps.
+"""
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import platform
 import shutil
 import sys
@@ -20,23 +24,30 @@ import numpy as np
 import onnxruntime
 
 from layer.config import PreprocessConfig
-from layer.convert.cpu_paths import TEXT, CrossCpuMode, PathResult, native_result, pick_images, run_cpu_paths
-from layer.convert.gate import DEFAULT_MIN_COSINE, GateFailed, gate_vectors, judge
-from layer.convert.quantize import QuantSettings, optimize_offline, quantize
-from layer.cpu import CpuInfo, describe
-from layer.embedder import Embedder, pixel_values
+from layer.convert.cpu_paths import CrossCpuMode
+from layer.convert.gate import DEFAULT_MIN_COSINE
+from layer.convert.quantize import QuantSettings
+from layer.convert.towers import BuildContext, TowerJob, build_tower, fp32_spec
+from layer.cpu import CpuInfo
+from layer.embedder import pixel_values
 from layer.limits import Limits
 from layer.manifest import (
     FP32_FILE,
+    IMAGE,
     INPUT_NAME,
     MANIFEST_FILE,
     MODEL_FILE,
     OUTPUT_NAME,
     PREPROCESSOR_FILE,
+    TEXT,
     TEXT_FP32_FILE,
+    TEXT_INPUT_NAME,
     TEXT_MODEL_FILE,
+    TEXT_OUTPUT_NAME,
     TOKENIZER_FILE,
     Manifest,
+    TokenLayout,
+    TowerSpec,
     sha256_file,
 )
 from layer.settings import BUILD_DIR, DEFAULT_SOURCE
@@ -57,6 +68,7 @@ class BuildOptions:
     seed: int = 0
     quant: QuantSettings = field(default_factory=QuantSettings)
     min_cosine: float = DEFAULT_MIN_COSINE
+    recover: bool = True  # below the gate: find the cheapest int8 mix that meets it (False: refuse, exit 4)
     cross_cpu: CrossCpuMode = "auto"
     text: bool = True  # also the text tower (False: an image-only build, ``--no-text``)
     text_quant: QuantSettings | None = None  # None: the vision tower's format + the token embedding (text_quant)
@@ -78,12 +90,74 @@ class _Steps:
         self.log(f"[{self.n}/{self.total}] {name}: done in {dt:.1f}s")
 
 
-def _link(src: Path, dst: Path) -> None:
-    """An fp32 build ships its fp32 export under the int8 name too (one file on disk)."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+def image_job(folder: Path, config: PreprocessConfig, dim: int, quant: QuantSettings, seed: int) -> TowerJob:
+    """The vision tower: the gate's images preprocessed once on the exact path, the PNG canary."""
+    from layer.convert.calibration import calibration_images, canary_image
+
+    images = [
+        (name, pixel_values(data, config, Limits(), fast_jpeg=False)[0]) for name, data in calibration_images(seed)
+    ]
+    canary = canary_image()
+    inputs = np.stack([p for _, p in images])
+    spec = TowerSpec(
+        name=IMAGE,
+        file=MODEL_FILE,
+        fp32_file=FP32_FILE,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        dim=dim,
+        input={"dtype": "float32", "shape": ["N", 3, config.crop_size, config.crop_size],
+               "layout": "CLIPImageProcessor output (preprocessor_config.json); one image per run"},
+        preprocessor=PREPROCESSOR_FILE,
+    )  # fmt: skip
+    return TowerJob(
+        spec=spec,
+        inputs=inputs,
+        names=[n for n, _ in images],
+        canary_input=pixel_values(canary, config, Limits(), fast_jpeg=True)[0],
+        canary_record={"png_base64": base64.b64encode(canary).decode("ascii")},
+        quant=quant,
+        calibration=list(inputs) if quant.method == "static" else [],
+    )
+
+
+def text_job(folder: Path, export: Any, quant: QuantSettings) -> TowerJob:
+    """The text tower: the gate's texts and the canary text, tokenized by the engine's tokenizer."""
+    from layer.convert.calibration import CANARY_TEXT, calibration_texts
+    from layer.convert.tokenizer import encode
+
+    layout = TokenLayout(
+        file=TOKENIZER_FILE,
+        context_length=export.context_length,
+        bos_id=export.bos_id,
+        eos_id=export.eos_id,
+        pad_id=export.eos_id,
+        source=export.tokenizer_source,
+    )
+    texts = calibration_texts()
+    ids = encode(folder / TOKENIZER_FILE, [t for _, t in texts], layout)
+    n = export.context_length
+    spec = TowerSpec(
+        name=TEXT,
+        file=TEXT_MODEL_FILE,
+        fp32_file=TEXT_FP32_FILE,
+        input_name=TEXT_INPUT_NAME,
+        output_name=TEXT_OUTPUT_NAME,
+        dim=export.dim,
+        input={"dtype": "int64", "shape": ["N", n],
+               "layout": f"bos_id, the text's tokens, eos_id, then pad_id up to {n} (longer texts: their first "
+               f"{n - 2} tokens); no attention mask (causal tower, pooled at the first eos_id); one text per run"},
+        tokens=layout,
+    )  # fmt: skip
+    return TowerJob(
+        spec=spec,
+        inputs=ids,
+        names=[name for name, _ in texts],
+        canary_input=encode(folder / TOKENIZER_FILE, [CANARY_TEXT], layout)[0],
+        canary_record={"text": CANARY_TEXT},
+        quant=quant,
+        calibration=list(ids) if quant.method == "static" else [],
+    )
 
 
 def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
@@ -93,22 +167,18 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
     import torch
     import transformers
 
-    from layer.convert.calibration import calibration_images, calibration_texts
     from layer.convert.export import OPSET, export_onnx
     from layer.convert.source import load_source
-    from layer.convert.text_tower import export_text, gate_text, quantize_text, text_quant, text_section
-    from layer.convert.tokenizer import encode
+    from layer.convert.text_tower import export_text, text_quant
 
     out = Path(opts.out)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     int8 = opts.precision == "int8"
-    steps = _Steps((6 if int8 else 4) + ((4 if int8 else 1) if opts.text else 0), log)
+    steps = _Steps(4 + (2 if opts.text else 0), log)
     started = datetime.now(UTC)
     native = CpuInfo.detect()
-    tquant = opts.text_quant or text_quant(opts.quant)
-    text: dict[str, Any] | None = None
     try:
         with steps.step(f"load {opts.source}"):
             loaded = load_source(opts.source, revision=opts.revision, seed=opts.seed)
@@ -116,125 +186,48 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
             log("WARNING: random-init weights: an untrained model, for offline development only")
         config = PreprocessConfig.from_dict(loaded.preprocessor) if loaded.preprocessor else PreprocessConfig()
         (tmp / PREPROCESSOR_FILE).write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
+        texported = None
         if opts.text:  # first: a checkpoint without a text tower fails before anything is exported
             with steps.step("text tower: tokenizer.json + export ONNX (fp32)"):
                 texported = export_text(opts.source, tmp, revision=opts.revision, seed=opts.seed)
-            texts = calibration_texts()
-            text_names = [name for name, _ in texts]
-            ids = encode(tmp / TOKENIZER_FILE, [t for _, t in texts])
-        with steps.step("export ONNX (fp32)"):
+        with steps.step(f"image tower: export ONNX (fp32, {config.crop_size} px)"):
             export_onnx(loaded.model, tmp / FP32_FILE, image_size=config.crop_size)
         model_id, source_kind, revision = loaded.model_id, loaded.source, loaded.revision
         dim = int(loaded.model.config.projection_dim)  # 512 for ViT-B/32 and B/16, 768 for L/14
         del loaded  # free the torch weights before quantizing
-        gate: dict[str, Any] = {"applicable": False, "reason": "fp32 build ships the reference export"}
-        cpu_paths: list[PathResult] = []
-        text_paths: list[PathResult] = []
-        if int8:
-            # Preprocessed once (exact path): the static quantizer's calibration and the gate share them.
-            images = [
-                (name, pixel_values(data, config, Limits(), fast_jpeg=False)[0])
-                for name, data in calibration_images(opts.seed)
-            ]
-            with steps.step(f"quantize int8 ({opts.quant.method}, {'+'.join(opts.quant.op_types)})"):
-                calib = [pixels for _, pixels in images] if opts.quant.method == "static" else []
-                quantize(tmp / FP32_FILE, tmp / MODEL_FILE, opts.quant, calib)
-                optimize_offline(tmp / MODEL_FILE)
-            if opts.text:
-                with steps.step(f"quantize the text tower int8 ({tquant.method}, {'+'.join(tquant.op_types)})"):
-                    quantize_text(tmp, tquant, ids)
-                text = text_section(texported, precision="int8", quant=tquant, gate={}, cpu_paths=[])
-            # What the runtime reads before the session exists (its int8 tuning depends on it); the final
-            # manifest replaces it below.
-            provisional = Manifest(model_id=model_id, precision="int8", quantization=opts.quant.to_dict(), text=text)
-            provisional.write(tmp)
-            names = [name for name, _ in images]
-            with steps.step(f"accuracy gate on {len(images)} images (min cosine ≥ {opts.min_cosine})"):
-                # Sessions exactly as the runtime makes them on this CPU (Embedder.from_dir: tuned threads,
-                # graph level and the int8 options of layer.cpu).
-                int8_vecs, fp32_vecs = gate_vectors(
-                    Embedder.from_dir(tmp), Embedder.from_dir(tmp, precision="fp32"), images
-                )
-                result = judge(names, int8_vecs, fp32_vecs, opts.min_cosine)
-                log(f"    {describe(native)}")
-                log(f"    cosine min {result.cosine_min:.6f} ({result.worst}), mean {result.cosine_mean:.6f}")
-                gate = {"applicable": True, **result.to_dict()}
-                if not result.passed:
-                    raise GateFailed(result)
-            if opts.text:
-                with steps.step(f"text accuracy gate on {len(texts)} texts (min cosine ≥ {opts.min_cosine})"):
-                    tgate, provisional = gate_text(
-                        tmp,
-                        provisional,
-                        texported,
-                        quant=tquant,
-                        names=text_names,
-                        ids=ids,
-                        min_cosine=opts.min_cosine,
-                        log=log,
-                    )
-            picked = pick_images(names, [result.per_image[n] for n in names])
-            step = f"accuracy gate on the other CPU paths ({len(picked)} images each, --cross-cpu {opts.cross_cpu})"
-            with steps.step(step):
-                cpu_paths = run_cpu_paths(
-                    tmp,
-                    provisional,
-                    inputs=np.stack([images[i][1] for i in picked]),
-                    native_int8=int8_vecs[picked],
-                    fp32=fp32_vecs[picked],
-                    native_summary=native_result(native, list(result.per_image.values())),
-                    native=native,
-                    mode=opts.cross_cpu,
+        if texported is not None and texported.dim != dim:
+            raise ValueError(f"the text tower's dimension {texported.dim} is not the image tower's {dim}")
+        jobs = [image_job(tmp, config, dim, opts.quant, opts.seed)]
+        if texported is not None:
+            jobs.append(text_job(tmp, texported, opts.text_quant or text_quant(opts.quant)))
+        towers: dict[str, TowerSpec] = {}
+        for job in jobs:
+            what = "int8, accuracy gate on every CPU path" + (", recovery if needed" if opts.recover else "")
+            with steps.step(f"{job.spec.name} tower: {what if int8 else 'fp32'} (min cosine ≥ {opts.min_cosine})"):
+                if not int8:
+                    towers[job.spec.name] = fp32_spec(tmp, job, log)
+                    continue
+                ctx = BuildContext(
+                    folder=tmp,
+                    model_id=model_id,
+                    dim=dim,
                     min_cosine=opts.min_cosine,
+                    recover=opts.recover,
+                    cross_cpu=opts.cross_cpu,
+                    native=native,
                     log=log,
+                    done=dict(towers),
                 )
-            if opts.text:
-                per_text = [tgate.result.per_image[n] for n in text_names]
-                tpicked = pick_images(text_names, per_text)
-                step = f"text gate on the other CPU paths ({len(tpicked)} texts each, --cross-cpu {opts.cross_cpu})"
-                with steps.step(step):
-                    text_paths = run_cpu_paths(
-                        tmp,
-                        provisional,
-                        inputs=ids[tpicked],
-                        native_int8=tgate.int8[tpicked],
-                        fp32=tgate.fp32[tpicked],
-                        native_summary=native_result(native, per_text, TEXT),
-                        native=native,
-                        mode=opts.cross_cpu,
-                        min_cosine=opts.min_cosine,
-                        log=log,
-                        tower=TEXT,
-                    )
-                text = text_section(
-                    texported,
-                    precision="int8",
-                    quant=tgate.quant,
-                    gate=tgate.to_dict(),
-                    cpu_paths=[r.to_dict() for r in text_paths],
-                )
-        else:
-            _link(tmp / FP32_FILE, tmp / MODEL_FILE)
-            if opts.text:
-                _link(tmp / TEXT_FP32_FILE, tmp / TEXT_MODEL_FILE)
-                text = text_section(texported, precision="fp32", quant=None, gate=dict(gate), cpu_paths=[])
+                towers[job.spec.name] = build_tower(job, ctx)
         with steps.step("write manifest"):
             manifest = Manifest(
                 model_id=model_id,
+                dim=dim,
+                towers=towers,
                 source={"kind": source_kind, "name": opts.source, "revision": revision, "seed": opts.seed},
                 random_init=source_kind == "random-init",
                 precision=opts.precision,
-                dim=dim,
-                input={"name": INPUT_NAME, "dtype": "float32", "shape": ["N", 3, config.crop_size, config.crop_size]},
-                output={"name": OUTPUT_NAME, "shape": ["N", dim], "normalized": False},
                 opset=OPSET,
-                quantization=opts.quant.to_dict() if int8 else None,
-                # model.onnx is saved after ORT's "extended" graph optimizations (CPU provider, this
-                # onnxruntime version); model.fp32.onnx is the plain, portable export.
-                graph_optimization="extended (offline)" if int8 else "none",
-                accuracy_gate=gate,
-                # The int8 model on each CPU path Lambda may run: native, emulated (QEMU) or not run, why.
-                cpu_paths=[r.to_dict() for r in cpu_paths],
                 built_on=native.to_dict(),
                 versions={
                     "onnxruntime": onnxruntime.__version__,
@@ -249,7 +242,6 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
                     for p in sorted(tmp.iterdir())
                     if p.is_file() and p.name != MANIFEST_FILE  # the provisional one is replaced below
                 },
-                text=text,
             )
             manifest.write(tmp)
     except BaseException:
@@ -258,5 +250,5 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    log(f"model directory ready: {out} ({manifest.model_id}, {opts.precision})")
+    log(f"model directory ready: {out} ({manifest.model_id}, {opts.precision}, {dim}-d)")
     return manifest
