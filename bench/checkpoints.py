@@ -53,6 +53,15 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
         "text": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12},
         "projection_dim": 768,
     },
+    # LAION's HF-format checkpoints (laion/CLIP-ViT-B-32-laion2B-s34B-b79K and kin): OpenAI's geometry, but
+    # the exact GELU instead of OpenAI's quick_gelu in both towers.
+    "ViT-B-32-laion": {
+        "vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                   "num_attention_heads": 12, "patch_size": 32, "image_size": 224, "hidden_act": "gelu"},
+        "text": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8,
+                 "hidden_act": "gelu"},
+        "projection_dim": 512,
+    },
 }  # fmt: skip
 
 

@@ -43,7 +43,8 @@ from infra.local.container_rie import ContainerFunction
 from infra.local.faults import FaultProxy
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
-from layer.settings import LAMBDA_MB_PER_VCPU
+from layer.manifest import Manifest
+from layer.settings import BUILD_DIR, LAMBDA_MB_PER_VCPU
 
 RESULTS = results_dir()  # bench/results/<this CPU kind>/
 GB_SECOND_USD = 0.0000166667  # x86_64
@@ -110,11 +111,18 @@ class S3Latency:
 
 
 def measure_size(
-    image: str, memory: int, photos: list[bytes], batch_size: int, batches: int, prefetch: int, latency: S3Latency
+    image: str,
+    memory: int,
+    photos: list[bytes],
+    batch_size: int,
+    batches: int,
+    prefetch: int,
+    latency: S3Latency,
+    dimension: int,
 ) -> dict[str, Any]:
     # A fresh stack per size: its own queue and table, no leftovers between sizes.
     with (
-        MotoStack(names=StackNames(visibility_timeout=900)) as stack,
+        MotoStack(names=StackNames(visibility_timeout=900, dimension=dimension)) as stack,
         FaultProxy(
             stack.endpoint,
             mode="slow",
@@ -224,6 +232,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default="clip-lambda:test")
+    ap.add_argument("--model", type=Path, default=BUILD_DIR, help="the model directory the image holds (its dim)")
     ap.add_argument("--memory", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--batches", type=int, default=3)
@@ -238,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = []
     for memory in args.memory:
         for depth in args.prefetch:
-            row = measure_size(args.image, memory, photos, args.batch_size, args.batches, depth, latency)
+            row = measure_size(
+                args.image, memory, photos, args.batch_size, args.batches, depth, latency, Manifest.read(args.model).dim
+            )
             print(json.dumps({k: v for k, v in row.items() if k not in ("invoke_ms", "batch_sizes")}), flush=True)
             sizes.append(row)
     result = {

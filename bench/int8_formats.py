@@ -51,7 +51,9 @@ class Variant:
 
 
 def build_variants(model: Path, names: list[str], workdir: Path) -> list[Variant]:
-    from layer.convert.quantize import QuantSettings, optimize_offline, quantize
+    import dataclasses
+
+    from layer.convert.quantize import QuantSettings, quantize
     from layer.manifest import FP32_FILE, MODEL_FILE, PREPROCESSOR_FILE
 
     out = []
@@ -63,9 +65,10 @@ def build_variants(model: Path, names: list[str], workdir: Path) -> list[Variant
         shutil.copy2(model / PREPROCESSOR_FILE, directory / PREPROCESSOR_FILE)
         (directory / FP32_FILE).symlink_to((model / FP32_FILE).resolve())
         print(f"int8_formats: quantizing {name} ...", file=sys.stderr, flush=True)
-        quantize(model / FP32_FILE, directory / MODEL_FILE, settings)
-        optimize_offline(directory / MODEL_FILE)
-        Manifest(model_id=f"variant/{name}", precision="int8", quantization=settings.to_dict()).write(directory)
+        quantize(model / FP32_FILE, directory / MODEL_FILE, settings)  # saved pre-optimized, as the build does
+        source = Manifest.read(model)
+        image = dataclasses.replace(source.image, precision="int8", quantization=settings.to_dict(), canary=None)
+        Manifest(model_id=f"variant/{name}", dim=source.dim, towers={image.name: image}).write(directory)
         out.append(Variant(name, description, directory))
     return out
 
@@ -122,7 +125,7 @@ def measure(variants: list[Variant], fp32_dir: Path, repeats: int, emulation: bo
         for path_name in EMULATED if emulation else ():
             manifest = Manifest.read(v.directory)
             try:
-                vecs, _ = emulate(by_name[path_name], v.directory, manifest, pixels[picked])
+                vecs, _ = emulate(by_name[path_name], v.directory, manifest, "image", pixels[picked])
             except EmulationUnavailable as exc:
                 r["emulated"][path_name] = {"not_run": str(exc)}
                 continue

@@ -46,6 +46,7 @@ from infra.local.faults import FaultProxy, Mode
 from infra.local.moto_stack import REGION, MotoStack, StackNames
 from infra.local.poller import SqsPoller
 from infra.local.rie import InvokeResult, LocalFunction
+from layer.manifest import Manifest
 from layer.settings import BUILD_DIR, LAMBDA_MB_PER_VCPU
 
 MALFORMED_BODIES = ("this is not json", json.dumps({"Records": [{"eventSource": "aws:s3", "s3": 5}]}))
@@ -290,7 +291,10 @@ def check(stack: MotoStack, work: Workload) -> dict[str, Any]:
 
 def run(cfg: SoakConfig, model: Path, log: Any = print) -> dict[str, Any]:
     names = StackNames(
-        notifications=False, visibility_timeout=cfg.visibility_timeout, max_receive_count=cfg.max_receive_count
+        notifications=False,
+        visibility_timeout=cfg.visibility_timeout,
+        max_receive_count=cfg.max_receive_count,
+        dimension=Manifest.read(model).dim,
     )
     rng = random.Random(cfg.seed + 1)
     t_start = time.monotonic()

@@ -19,7 +19,7 @@ from handler.observability import logger, record_self_check
 from handler.settings import Settings
 from handler.sinks import Sink
 from handler.vector_index import VectorIndex
-from layer import Embedder, Embedding, Limits
+from layer import Embedder, Embedding, Limits, ModelDirError
 from layer.manifest import Manifest
 from layer.selfcheck import SelfCheck
 from layer.text import TextEmbedding
@@ -75,6 +75,7 @@ class Runtime:
             settings=settings.engine,
             text=text,
         )
+        check_dimension(settings, engine.dim)
         # Which CPU Lambda gave this sandbox, the int8 kernel path it takes and whether the build's gate
         # covered that path: the first thing to look at when vectors differ between invocations.
         logger.info("model loaded", extra={"model": engine.model_id, "cpu": engine.cpu_report()})
@@ -87,6 +88,17 @@ class Runtime:
         sink = sinks.connect(settings, session, BOTO_CONFIG)
         index = vector_index.connect(settings, session, BOTO_CONFIG, model=engine.model_id)
         return cls(settings=settings, engine=engine, s3=s3, sink=sink, index=index)
+
+
+def check_dimension(settings: Settings, dim: int) -> None:
+    """The deployment's dimension (the vector index's, ``EMBEDDING_DIM``) must be the model's: a mismatch is a
+    deployment error, refused at INIT before any vector is written."""
+    if settings.embedding_dim is not None and settings.embedding_dim != dim:
+        raise ModelDirError(
+            f"the model in {settings.model_dir} makes {dim}-d vectors, but this deployment was made for "
+            f"{settings.embedding_dim}-d (EMBEDDING_DIM, the template parameter EmbeddingDimension, which sizes the "
+            f"vector index): deploy with --parameter-overrides EmbeddingDimension={dim}"
+        )
 
 
 _current: Runtime | None = None

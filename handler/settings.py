@@ -28,6 +28,9 @@ S3_PREFETCH = "S3_PREFETCH"
 # The S3 Vectors index that follows the table (handler.vector_index); either empty: no index.
 VECTOR_BUCKET = "VECTOR_BUCKET"
 VECTOR_INDEX = "VECTOR_INDEX"
+# The dimension the deployment was made for (template parameter EmbeddingDimension: the vector index's); empty:
+# not checked. INIT refuses a model of another dimension (handler.runtime).
+EMBEDDING_DIM = "EMBEDDING_DIM"
 # Read by Powertools itself (we only default them) and by the runtime client.
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -62,6 +65,7 @@ class Settings:
     prefetch: int = DEFAULT_PREFETCH
     vector_bucket: str = ""
     vector_index: str = ""
+    embedding_dim: int | None = None
 
     @property
     def limits(self) -> Limits:
@@ -83,6 +87,7 @@ class Settings:
             prefetch=max(0, int(env.get(S3_PREFETCH, DEFAULT_PREFETCH))),
             vector_bucket=env.get(VECTOR_BUCKET, "").strip(),
             vector_index=env.get(VECTOR_INDEX, "").strip(),
+            embedding_dim=int(env[EMBEDDING_DIM]) if env.get(EMBEDDING_DIM, "").strip() else None,
         )
 
 

@@ -1,7 +1,8 @@
 """The vector index: every embedding of the table, searchable by similarity (Amazon S3 Vectors).
 
 DynamoDB stays the record (ordering, idempotency, failures); the index follows it (``handler.indexing``).
-One vector per object, keyed by the item's ``pk`` (``s3://bucket/key``), float32, in a cosine index.
+One vector per object, keyed by the item's ``pk`` (``s3://bucket/key``), float32, in a cosine index of the
+model's dimension (template parameter ``EmbeddingDimension``, checked against the model at INIT and deploy).
 
 Metadata of a vector:
 
@@ -47,7 +48,6 @@ WIDTH = "width"
 HEIGHT = "height"
 NON_FILTERABLE = (KEY, WIDTH, HEIGHT)  # template.yaml's MetadataConfiguration, and the local stack's index
 
-DIMENSION = 512
 DISTANCE = "cosine"
 MAX_TOP_K = 100  # QueryVectors' topK limit
 MAX_VECTOR_KEY = 1024  # a vector key's length limit

@@ -150,7 +150,7 @@ class Embedder:
             image,
             PreprocessConfig.from_file(model_dir / spec.preprocessor),
             manifest=manifest,
-            model_id=manifest.model_id + ("" if int8 or manifest.precision == "fp32" else "@fp32"),
+            model_id=manifest.model_id + ("" if int8 else "@fp32"),  # fp32 vectors never pass as int8 ones
             limits=limits or settings.limits,
             cpu=cpu,
             probe=probe,

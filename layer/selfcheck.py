@@ -96,14 +96,14 @@ def check_tower(engine: Embedder, tower: str, kernel_path: str) -> TowerCheck:
         why = None if ok else f"fp32 vector differs from the build's: cosine {cos:.7f} < {FP32_AGREEMENT}"
         return TowerCheck(tower, ok, cosine_fp32=round(cos, 7), min_cosine=FP32_AGREEMENT, reason=why)
     problems = []
-    if cos < canary.min_cosine:
+    if not cos >= canary.min_cosine:  # not `<`: a NaN vector (a NaN weight) must fail, not pass
         problems.append(f"cosine to fp32 {cos:.6f} < the gate's {canary.min_cosine}")
     agreement = threshold = None
     reference = reference_path(canary.int8, kernel_path, canary.agreement)
     if reference is not None:
         ref_path, threshold = reference
         agreement = _cos(vector, decode_vector(canary.int8[ref_path]))
-        if agreement < threshold:
+        if not agreement >= threshold:
             problems.append(f"differs from the build's {ref_path} vector: cosine {agreement:.7f} < {threshold}")
     return TowerCheck(
         tower,

@@ -54,15 +54,21 @@ def _locked(name: str) -> Iterator[None]:
         yield
 
 
-def _cached_build(name: str, source: str, cross_cpu: Literal["auto", "required", "off"]) -> Path:
+def cached_build(name: str, source: str, cross_cpu: Literal["auto", "required", "off"], **options: Any) -> Path:
+    """``build-model`` of ``source`` once per cache key (``options``: more ``BuildOptions`` fields)."""
     from layer.convert.pipeline import BuildOptions, build_model
 
-    out = CACHE / f"{name}-{build_key(ROOT, name, source, cross_cpu)}"
+    extra = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+    out = CACHE / f"{name}-{build_key(ROOT, name, source, cross_cpu, extra)}"
     with _locked(name):
         if not (out / "manifest.json").exists():
-            opts = BuildOptions(source=source, out=out, cross_cpu=cross_cpu)
+            opts = BuildOptions(source=source, out=out, cross_cpu=cross_cpu, **options)
             build_model(opts, log=lambda m: print(m, flush=True))
     return out
+
+
+def cross_cpu_mode() -> Literal["required", "auto"]:
+    return "required" if cross_cpu_required() else "auto"
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +79,7 @@ def model_dir() -> Path:
     given = os.environ.get("CLIP_LAMBDA_TEST_MODEL_DIR")
     if given:
         return Path(given)
-    return _cached_build("random-init", "random-init", "required" if cross_cpu_required() else "auto")
+    return cached_build("random-init", "random-init", cross_cpu_mode())
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +101,7 @@ def clip_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def checkpoint_model_dir(clip_checkpoint: Path) -> Path:
     """The model directory built from ``clip_checkpoint`` through the local save_pretrained path."""
-    return _cached_build("checkpoint", str(clip_checkpoint), "off")  # fidelity to HF; CPU paths: model_dir
+    return cached_build("checkpoint", str(clip_checkpoint), "off")  # fidelity to HF; CPU paths: model_dir
 
 
 def require(module: str) -> Any:

@@ -4,7 +4,8 @@ Runs as the image's last RUN step, as the runtime user, with the runtime's Pytho
 1. the shipped model files match the sha256 in manifest.json (model.fp32.onnx is deliberately absent);
 2. both function modules import (``handler.s3``, ``handler.api``) and their INIT singleton builds:
    engine from MODEL_DIR plus the boto3 clients (no network: clients connect lazily);
-3. one generated JPEG embeds to a 512-d unit vector.
+3. the model passed its self-check on the build machine's CPU (its canaries give the build's vectors);
+4. one generated JPEG (and a text, with a text tower) embeds to a unit vector of the manifest's dimension.
 Exits non-zero with a message on the first failure.
 """
 
@@ -58,6 +59,10 @@ def main() -> int:
     runtime.require_text()  # as the API function does: the text tower loads too, if the model has one
     rt = runtime.current()
     init_s = time.perf_counter() - t0
+    check = rt.engine.self_check
+    if check is None or not check.passed:
+        return fail(f"the model's self-check failed: {check.reason if check else 'not run'}")
+    dim = manifest.dim
 
     from PIL import Image
 
@@ -66,15 +71,18 @@ def main() -> int:
     emb = rt.engine.embed_one(buf.getvalue())
     vec = emb.vector
     norm = float((vec * vec).sum()) ** 0.5
-    if vec.shape != (512,) or abs(norm - 1.0) > 1e-3:
-        return fail(f"embedding shape {vec.shape}, norm {norm}")
+    if vec.shape != (dim,) or abs(norm - 1.0) > 1e-3:
+        return fail(f"embedding shape {vec.shape} (the manifest says {dim}), norm {norm}")
     text = "no text tower"
-    if manifest.text_tower is not None:
+    if manifest.text is not None:
         t = rt.engine.embed_text("a photo of a cat")
-        if t.vector.shape != (512,) or abs(float((t.vector * t.vector).sum()) ** 0.5 - 1.0) > 1e-3:
+        if t.vector.shape != (dim,) or abs(float((t.vector * t.vector).sum()) ** 0.5 - 1.0) > 1e-3:
             return fail(f"text embedding shape {t.vector.shape}")
         text = f"text tower ok ({t.tokens} tokens)"
-    print(f"image_check: ok: model {rt.engine.model_id}, import+init {init_s:.2f}s, dim {vec.shape[0]}, {text}")
+    print(
+        f"image_check: ok: model {rt.engine.model_id}, import+init {init_s:.2f}s, dim {vec.shape[0]}, {text}, "
+        f"self-check {check.ms:.0f} ms"
+    )
     return 0
 
 

@@ -42,6 +42,7 @@ class StackNames:
     notifications: bool = True  # S3 → SQS for created/removed objects (off: the caller sends the events)
     vector_bucket: str = "clip-lambda-vectors"  # "": no vector index (the template's VectorIndex=none)
     vector_index: str = "images"
+    dimension: int | None = None  # the index's, as the template's EmbeddingDimension: the model's (manifest)
 
 
 @dataclass
@@ -147,12 +148,14 @@ class MotoStack:
         from handler import vector_index
 
         n, s3v = self.names, self.client("s3vectors")
+        if n.dimension is None:
+            raise ValueError("StackNames.dimension: the vector index needs the model's dimension (its manifest)")
         s3v.create_vector_bucket(vectorBucketName=n.vector_bucket, encryptionConfiguration={"sseType": "AES256"})
         s3v.create_index(
             vectorBucketName=n.vector_bucket,
             indexName=n.vector_index,
             dataType="float32",
-            dimension=vector_index.DIMENSION,
+            dimension=n.dimension,
             distanceMetric=vector_index.DISTANCE,
             metadataConfiguration={"nonFilterableMetadataKeys": list(vector_index.NON_FILTERABLE)},
         )
@@ -165,6 +168,7 @@ class MotoStack:
             "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "TABLE_NAME": self.names.table,
+            **({"EMBEDDING_DIM": str(self.names.dimension)} if self.names.dimension else {}),
             "ALLOWED_S3_BUCKETS": self.names.bucket,
             **self.vector_env(),
             **overrides,

@@ -41,7 +41,7 @@ from handler import item
 from handler.item import StoredItem
 from handler.sinks.dynamodb import DynamoDBSink
 from infra.local.api_gateway import TEMPLATE_ROUTES, ApiGateway
-from infra.local.moto_stack import CREDENTIALS, REGION, MotoStack
+from infra.local.moto_stack import CREDENTIALS, REGION, MotoStack, StackNames
 from infra.local.net import HOST
 from infra.local.poller import Invoke, SqsPoller
 from infra.local.rie import InvokeResult, LocalFunction
@@ -109,17 +109,19 @@ def ensure_model(model: Path, source: str) -> Manifest:
 
 
 def describe_model(model: Path, manifest: Manifest) -> None:
-    gate = manifest.accuracy_gate or {}
-    gate_text = (
-        f"gate min cosine {gate['cosine_min']:.5f} (threshold {gate.get('threshold')})"
-        if isinstance(gate.get("cosine_min"), int | float)
-        else "gate n/a"
-    )
-    say(f"==> model {manifest.model_id}  ({manifest.precision}, dim {manifest.dim}, {gate_text})  from {model}")
+    parts = []
+    for tower in manifest.towers.values():
+        gate = tower.accuracy_gate or {}
+        kept = f", {len(tower.kept_fp32)} node(s) kept fp32" if tower.kept_fp32 else ""
+        cos = gate.get("cosine_min")
+        parts.append(
+            f"{tower.name} gate min cosine {cos:.5f}{kept}" if isinstance(cos, int | float) else f"{tower.name} fp32"
+        )
+    say(f"==> model {manifest.model_id}  ({manifest.precision}, dim {manifest.dim}; {'; '.join(parts)})  from {model}")
     if manifest.random_init:
         say(BANNER)
         say(f"!!! MODEL {manifest.model_id} IS UNTRAINED (random-init: the fallback when the hub")
-        say("!!! cannot be reached). Its vectors are well-formed (512-d, unit norm) but carry NO meaning.")
+        say(f"!!! cannot be reached). Its vectors are well-formed ({manifest.dim}-d, unit norm) but carry NO meaning.")
         say("!!! With hub access: rm -rf build/model && make model   (or clip-lambda build-model --source ...)")
         say(BANNER)
 
@@ -409,7 +411,8 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
     logs = Path(tempfile.mkdtemp(prefix="clip-lambda-local-"))
     moto_port = choose_port(args.moto_port, DEFAULT_MOTO_PORT, "moto")
     api_port = choose_port(args.port, DEFAULT_API_PORT, "API")
-    stack = MotoStack(port=moto_port, log_path=logs / "moto.log")
+    dimension = Manifest.read(args.model).dim  # the vector index's, as EmbeddingDimension on a deploy
+    stack = MotoStack(names=StackNames(dimension=dimension), port=moto_port, log_path=logs / "moto.log")
     cleanup.callback(stop_and_say, "moto server", stack.stop)
     stack.start()
     say(f"==> moto server (S3, SQS, DynamoDB) on {HOST}:{stack.port}")

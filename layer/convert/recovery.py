@@ -17,7 +17,7 @@ simulating the mix on every gate input before anything is quantized for real.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -54,13 +54,19 @@ class Plan:
     simulated_min: float  # min cosine to fp32 over the gate inputs with ``count`` nodes kept
     simulated_min_int8: float  # ... with every node int8 (after migration, if any)
     macs_fraction: float  # share of the quantizable multiply-accumulates left in fp32
+    shares: tuple[float, ...] = ()  # each node of ``order``'s share of those multiply-accumulates
 
     def kept(self, extra: int = 0) -> tuple[str, ...]:
         return self.order[: min(len(self.order), self.count + extra)]
 
+    def fraction(self, extra: int = 0) -> float:
+        """The share of multiply-accumulates in fp32 with ``kept(extra)``: what the mix costs over int8."""
+        return round(float(sum(self.shares[: self.count + extra])), 4)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["order"] = list(self.order[: self.count + 8])  # the next candidates, for the record
+        d.pop("shares")
         return d
 
 
@@ -117,7 +123,7 @@ def plan_mix(
     costs = node_costs(nodes, rows)
     target = threshold + MARGIN * (1.0 - threshold)
     if all_int8.min() >= target:
-        return Plan(method, alpha, (), 0, float(all_int8.min()), float(all_int8.min()), 0.0)
+        return Plan(method, alpha, (), 0, float(all_int8.min()), float(all_int8.min()), 0.0, ())
     worst = np.argsort(all_int8)[:SENSITIVITY_INPUTS]
     losses = quantize_one_losses(sim, inputs[worst], fp32[worst])
     order = greedy_order(losses, costs)
@@ -130,8 +136,9 @@ def plan_mix(
         if mix.min() >= target or count >= len(names):
             break
         count = min(len(names), count + max(1, count // 4))
-    fraction = float(costs[[i for i in order[:count]]].sum() / costs.sum()) if count else 0.0
-    return Plan(method, alpha, names, count, float(mix.min()), float(all_int8.min()), round(fraction, 4))
+    shares = tuple(float(costs[i] / costs.sum()) for i in order)
+    plan = Plan(method, alpha, names, count, float(mix.min()), float(all_int8.min()), 0.0, shares)
+    return replace(plan, macs_fraction=plan.fraction())
 
 
 def plan_recovery(

@@ -163,7 +163,7 @@ class Simulator:
         return np.array([n.name in names for n in self.nodes], dtype=bool)
 
     def vectors(self, inputs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        rows = [self.session.run([self.output], {self.input: x[None], MASK_INPUT: mask})[0][0] for x in inputs]
+        rows = [self.session.run([self.output], {self.input: x[None], MASK_INPUT: mask})[0].reshape(-1) for x in inputs]
         v = np.stack(rows).astype(np.float64)
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 

@@ -15,7 +15,8 @@ import numpy as np
 from layer import Embedding, Limits
 from layer.decode import decode
 from layer.embedder import Timings
-from layer.manifest import Manifest
+from layer.manifest import IMAGE, Manifest, TowerSpec
+from layer.selfcheck import SelfCheck
 from layer.text import TextEmbedding, check_text
 
 EVENTS = Path(__file__).with_name("events")
@@ -34,7 +35,12 @@ class FakeEngine:
 
     model_id = MODEL_ID
     dim = 512
-    manifest = Manifest(model_id=MODEL_ID)
+    manifest = Manifest(
+        model_id=MODEL_ID,
+        dim=512,
+        towers={IMAGE: TowerSpec(IMAGE, "model.onnx", "model.fp32.onnx", "pixel_values", "image_embeds", 512)},
+    )
+    self_check: SelfCheck | None = None  # not run (no model): a sound engine
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits

@@ -17,14 +17,17 @@ from infra.local.faults import FaultProxy
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
 from infra.local.rie import LocalFunction
+from layer.manifest import Manifest
 
 API_MAX_IMAGE_BYTES = 1_500_000
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[MotoStack]:
-    # Short visibility timeout so that retries (and the DLQ after 3 receives) take seconds, not minutes.
-    with MotoStack(names=StackNames(visibility_timeout=3, max_receive_count=3)).start() as s:
+def stack(model_dir: Path) -> Iterator[MotoStack]:
+    # Short visibility timeout so that retries (and the DLQ after 3 receives) take seconds, not minutes; the
+    # vector index of the model's dimension (as the template's EmbeddingDimension).
+    names = StackNames(visibility_timeout=3, max_receive_count=3, dimension=Manifest.read(model_dir).dim)
+    with MotoStack(names=names).start() as s:
         # Configuring the notification queued an s3:TestEvent (as real S3 does): taken out here, so that no
         # test depends on another having drained it first.
         sqs = s.client("sqs")

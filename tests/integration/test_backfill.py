@@ -22,6 +22,7 @@ from infra.local.distributed_map import LocalDistributedMap, MapDefinition, MapR
 from infra.local.faults import FaultProxy, Mode
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.rie import LocalFunction
+from layer.manifest import Manifest
 from tests.integration.conftest import cli_embeddings, cosine, items_under
 
 PREFIX = "backfill/"
@@ -40,8 +41,8 @@ def tiny_jpeg(i: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[MotoStack]:
-    with MotoStack(names=StackNames(visibility_timeout=30)).start() as s:
+def stack(model_dir: Path) -> Iterator[MotoStack]:
+    with MotoStack(names=StackNames(visibility_timeout=30, dimension=Manifest.read(model_dir).dim)).start() as s:
         s.client("s3").create_bucket(Bucket=REPORTS)
         yield s
 

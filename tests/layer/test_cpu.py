@@ -1,12 +1,29 @@
-"""CPU detection → int8 kernel path → the session options that keep int8 exact on that CPU (layer.cpu)."""
+"""CPU detection → int8 kernel path → the session options that keep int8 exact on that CPU (layer.cpu), and
+the u8×s8 probe that decides them by what onnxruntime computes here."""
 
 from __future__ import annotations
 
+import base64
+import platform
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from layer.cpu import KERNEL_PATHS, CpuInfo, describe, int8_tuning
+from layer.cpu import (
+    KERNEL_PATHS,
+    PROBE_INPUT,
+    PROBE_MODEL,
+    PROBE_OUTPUT,
+    PROBE_SHAPE,
+    X64_PRECISION,
+    CpuInfo,
+    Probe,
+    describe,
+    int8_tuning,
+    probe_u8s8,
+)
 from layer.session import SessionSettings, session_options
 from layer.settings import EngineSettings
 
@@ -158,3 +175,109 @@ def test_reports_name_the_cpu_path_and_flags() -> None:
     assert describe(spaced).startswith("AMD EPYC 7R13 [")  # runs of blanks collapse to one space
     bare = CpuInfo.parse("flags\t\t: sse2\n", "x86_64")
     assert describe(bare) == "unknown [x86-sse; int8 flags: none]"
+
+
+# --- the u8×s8 probe ---------------------------------------------------------------------------------------
+
+
+def test_the_probe_model_is_the_one_probe_model_writes() -> None:
+    from layer.convert.probe_model import encoded
+
+    assert encoded() == PROBE_MODEL
+
+
+def _probe_input() -> np.ndarray:
+    a = np.ones(PROBE_SHAPE, dtype=np.float32)
+    a[:, 0] = 0.0
+    return a
+
+
+def _run_probe_model(config: tuple[tuple[str, str], ...], level: str) -> np.ndarray:
+    """The probe model in onnxruntime, outside ``layer.cpu``."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{level.upper()}")
+    for key, value in config:
+        so.add_session_config_entry(key, value)
+    model = zlib.decompress(base64.b64decode(PROBE_MODEL))
+    session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    return np.asarray(session.run([PROBE_OUTPUT], {PROBE_INPUT: _probe_input()})[0])
+
+
+def _reference(saturating: bool) -> np.ndarray:
+    """What the probe model computes, in integers: exactly, or as VPMADDUBSW does (adjacent u8×s8 products
+    added in a saturating int16 lane). The weights and scales are read from the model itself."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_from_string(zlib.decompress(base64.b64decode(PROBE_MODEL))).graph
+    node = graph.node[0]
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    qw, w_scale = inits[node.input[1]].astype(np.int64), float(inits[node.input[2]][0])
+    a = _probe_input()
+    a_scale = (a.max() - min(a.min(), 0.0)) / 255  # dynamic u8 quantization over [min(x, 0), max(x)]
+    qa = np.round(a / a_scale).astype(np.int64)
+    products = qa[:, :, None] * qw[None]  # [m, k, n]
+    if saturating:
+        products = np.clip(products[:, 0::2] + products[:, 1::2], -(2**15), 2**15 - 1)
+    return products.sum(axis=1) * a_scale * w_scale
+
+
+def test_the_probe_input_overflows_a_16_bit_lane() -> None:
+    assert not np.allclose(_reference(saturating=True), _reference(saturating=False), rtol=1e-2)
+
+
+def test_the_probes_verdict_is_what_onnxruntime_computes_here() -> None:
+    """The plain kernel computes one of the two references, and the probe says which; on real hardware the
+    /proc/cpuinfo flags say the same (VNNI/AMX/arm64 exact, AVX2/AVX-512 without VNNI saturating)."""
+    plain = _run_probe_model((), "basic")
+    exact, saturated = (np.allclose(plain, _reference(s), rtol=1e-4) for s in (False, True))
+    assert exact != saturated
+    probe = probe_u8s8()
+    assert probe.u8s8_exact is exact
+    assert probe.u8s8_exact is CpuInfo.detect().exact_u8s8
+
+
+def test_the_reencoded_weights_are_exact_and_tried_only_where_needed_on_x86() -> None:
+    assert np.allclose(_run_probe_model((X64_PRECISION,), "extended"), _reference(saturating=False), rtol=1e-4)
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    probe = probe_u8s8()
+    assert probe.reencoded_exact is (None if probe.u8s8_exact or not x86 else True)
+    assert probe_u8s8("aarch64").reencoded_exact is None  # no x86 re-encoding to try on arm64
+
+
+def test_the_probe_runs_once_per_architecture() -> None:
+    assert probe_u8s8() is probe_u8s8()
+    assert probe_u8s8().to_dict() == {
+        "u8s8_exact": probe_u8s8().u8s8_exact,
+        "reencoded_exact": probe_u8s8().reencoded_exact,
+        "ms": probe_u8s8().ms,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "u8s8_exact", "config", "level"),
+    [
+        (CASCADE, False, {"session.x64quantprecision": "1"}, "extended"),  # VNNI flags, saturating kernel
+        (HASWELL, True, {}, "basic"),  # AVX2 flags, exact kernel
+        (HASWELL, False, {"session.x64quantprecision": "1"}, "extended"),
+        (CASCADE, True, {}, "basic"),
+    ],
+    ids=["vnni-flags-saturating", "avx2-flags-exact", "avx2-flags-saturating", "vnni-flags-exact"],
+)
+def test_int8_tuning_follows_the_probe_when_the_flags_disagree(
+    text: str, u8s8_exact: bool, config: dict[str, str], level: str
+) -> None:
+    probe = Probe(u8s8_exact=u8s8_exact, reencoded_exact=None if u8s8_exact else True, ms=1.0)
+    tuning = int8_tuning(CpuInfo.parse(text, "x86_64"), {"weight_type": "int8", "reduce_range": False}, probe)
+    assert (dict(tuning.config), tuning.optimization) == (config, level)
+
+
+def test_a_saturating_probe_changes_nothing_for_weights_that_cannot_saturate_or_on_arm64() -> None:
+    saturating = Probe(u8s8_exact=False, reencoded_exact=True, ms=1.0)
+    cascade = CpuInfo.parse(CASCADE, "x86_64")
+    assert int8_tuning(cascade, {"reduce_range": True}, saturating).config == ()
+    assert int8_tuning(cascade, {"weight_type": "uint8"}, saturating).config == ()
+    graviton = CpuInfo.parse(GRAVITON3, "aarch64")
+    assert int8_tuning(graviton, None, saturating).config == (("mlas.disable_kleidiai", "1"),)

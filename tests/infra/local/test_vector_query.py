@@ -111,22 +111,24 @@ def test_filter_operators(flt: dict[str, Any], expected: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ HTTP front
+DIM = 768  # the index takes the dimension it is given (a ViT-L/14's here)
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[MotoStack]:
-    with MotoStack(names=StackNames(notifications=False)).start() as s:
+    with MotoStack(names=StackNames(notifications=False, dimension=DIM)).start() as s:
         yield s
 
 
 def test_the_front_answers_query_vectors_over_what_moto_holds(stack: MotoStack) -> None:
-    from handler import vector_index
 
     client, names = stack.client("s3vectors"), stack.names
     where = {"vectorBucketName": names.vector_bucket, "indexName": names.vector_index}
-    vecs, listed = corpus(300, vector_index.DIMENSION, seed=7)
+    vecs, listed = corpus(300, DIM, seed=7)
     for start in range(0, len(listed), 100):  # forwarded to moto, as is every call but QueryVectors
         client.put_vectors(**where, vectors=[{k: v[k] for k in ("key", "data", "metadata")}
                                              for v in listed[start : start + 100]])  # fmt: skip
-    query = np.random.default_rng(8).standard_normal(vector_index.DIMENSION).astype(np.float32)
+    query = np.random.default_rng(8).standard_normal(DIM).astype(np.float32)
     for k, directory in [(5, None), (30, "cats/"), (100, None), (3, "birds/sea/")]:
         kwargs: dict[str, Any] = {"topK": k, "queryVector": {"float32": query.tolist()}, "returnDistance": True}
         if directory:
@@ -153,5 +155,6 @@ def test_functions_are_pointed_at_the_front_with_the_templates_index(stack: Moto
     assert env["AWS_ENDPOINT_URL_S3VECTORS"] == stack.vectors_endpoint != stack.endpoint
     index = stack.client("s3vectors").get_index(vectorBucketName=env["VECTOR_BUCKET"], indexName=env["VECTOR_INDEX"])
     got = index["index"]
-    assert (got["dimension"], got["distanceMetric"], got["dataType"]) == (512, vector_index.DISTANCE, "float32")
+    assert (got["dimension"], got["distanceMetric"], got["dataType"]) == (DIM, vector_index.DISTANCE, "float32")
+    assert env["EMBEDDING_DIM"] == str(DIM)  # what INIT checks the model against
     assert "VECTOR_BUCKET" not in MotoStack(names=StackNames(vector_bucket="")).function_env()

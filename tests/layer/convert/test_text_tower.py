@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from layer.convert.embed_tokens import TextSession
 
 from layer import Embedder
 from layer.convert.calibration import CALIBRATION_TEXTS, calibration_images
 from layer.convert.cpu_paths import PATHS
-from layer.convert.embed_tokens import TextSession
 from layer.convert.gate import CROSS_ARCH_AGREEMENT, DEFAULT_MIN_COSINE, SAME_ARCH_AGREEMENT, GateResult
 from layer.convert.quantize import QuantSettings
 from layer.convert.text_tower import text_quant, without_gather
