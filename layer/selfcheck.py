@@ -12,12 +12,14 @@ refuse to write vectors (``handler``).
 from __future__ import annotations
 
 import base64
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from layer.limits import Limits
 from layer.manifest import IMAGE, TEXT, decode_vector
 
 if TYPE_CHECKING:
@@ -49,8 +51,16 @@ class SelfCheck:
         return "; ".join(f"{t.tower}: {t.reason}" for t in self.towers if not t.passed) or ""
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: a NaN cosine (a model that computes NaN) is written as null, never as ``NaN``."""
         d = asdict(self)
-        d["towers"] = [{k: v for k, v in asdict(t).items() if v is not None} for t in self.towers]
+        d["towers"] = [
+            {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(t).items()
+                if v is not None
+            }
+            for t in self.towers
+        ]
         return d
 
 
@@ -60,8 +70,13 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _canary_vector(engine: Embedder, tower: str, given: dict[str, Any]) -> np.ndarray:
+    from layer.embedder import pixel_values
+
     if tower == IMAGE:
-        pixels, _, _ = engine.to_pixels(base64.b64decode(given["png_base64"]))
+        # The engine's preprocessing, but not the caller's limits (a MAX_IMAGE_PIXELS set below the canary's
+        # 3,072 pixels must not fail the model).
+        data = base64.b64decode(given["png_base64"])
+        pixels, _, _ = pixel_values(data, engine.config, Limits(), fast_jpeg=engine.fast_jpeg, exif=engine.exif)
         return engine.image.embed(pixels[None])[0][0]
     if tower == TEXT and engine.text is not None:
         return engine.text.embed(str(given["text"])).vector

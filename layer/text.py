@@ -25,6 +25,9 @@ from layer.manifest import TokenLayout
 from layer.tower import TowerSession
 
 MAX_TEXT_CHARS = 1000  # the API's bound per text; the tokenizer itself would take any length
+# U+0345 matches none of open_clip's regex alternatives under its case-insensitive flag (the regex package's
+# case folding), so open_clip drops it; Oniguruma would keep it: dropped here too, as a separator.
+YPOGEGRAMMENI = "\u0345"
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class ClipTokenizer:
     def encode(self, text: str) -> Tokens:
         """BOS, the cleaned text's BPE tokens (the first ``context_length - 2`` of them), EOS, padding."""
         n = self.layout.context_length
-        body = self._tok.encode(clean(text), add_special_tokens=False).ids
+        body = self._tok.encode(clean(text).replace(YPOGEGRAMMENI, " "), add_special_tokens=False).ids
         truncated = len(body) > n - 2
         ids = [self.layout.bos_id, *body[: n - 2], self.layout.eos_id]
         out = np.full(n, self.layout.pad_id, dtype=np.int64)

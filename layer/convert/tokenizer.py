@@ -29,8 +29,9 @@ def hf_tokenizer(bpe: BpeVocab, context_length: int = CONTEXT_LENGTH) -> Any:
         return CLIPTokenizer.from_pretrained(tmp, model_max_length=context_length, pad_token=EOS)  # nosec B615
 
 
-# open_clip's pre-tokenizer regex without its special tokens: text that spells a special token is text.
-OPEN_CLIP_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+# open_clip's pre-tokenizer regex without its special tokens (text that spells a special token is text), with
+# its re.IGNORECASE as (?i): after lower-casing, the flag still lets "ſ" (long s) close the 's contraction.
+OPEN_CLIP_PATTERN = r"""(?i)'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
 def write_tokenizer(bpe: BpeVocab, out: Path, context_length: int = CONTEXT_LENGTH) -> Path:

@@ -229,14 +229,13 @@ def test_the_probe_input_overflows_a_16_bit_lane() -> None:
 
 
 def test_the_probes_verdict_is_what_onnxruntime_computes_here() -> None:
-    """The plain kernel computes one of the two references, and the probe says which; on real hardware the
-    /proc/cpuinfo flags say the same (VNNI/AMX/arm64 exact, AVX2/AVX-512 without VNNI saturating)."""
+    """The plain kernel computes one of the two references, and the probe says which (whatever the
+    /proc/cpuinfo flags say: on QEMU or some hypervisors they promise kernels the CPU does not run)."""
     plain = _run_probe_model((), "basic")
     exact, saturated = (np.allclose(plain, _reference(s), rtol=1e-4) for s in (False, True))
     assert exact != saturated
     probe = probe_u8s8()
     assert probe.u8s8_exact is exact
-    assert probe.u8s8_exact is CpuInfo.detect().exact_u8s8
 
 
 def test_the_reencoded_weights_are_exact_and_tried_only_where_needed_on_x86() -> None:

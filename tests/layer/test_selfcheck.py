@@ -111,6 +111,7 @@ def test_a_corrupted_weight_block_fails_the_image_tower(model_dir: Path, tmp_pat
     assert check is not None and not check.passed
     (image,) = check.towers
     assert not image.passed and image.agreement is not None  # the canary ran: the session loaded
+    assert image.cosine_fp32 is not None and image.cosine_fp32 >= 0.999  # what the gate alone would let through
     assert check.reason.startswith("image: ") and "differs from the build's" in check.reason
 
 

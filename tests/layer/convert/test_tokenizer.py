@@ -1,61 +1,42 @@
-"""The text tower's tokenizer: CLIP's own BPE vocabulary (from the pinned open-clip-torch wheel) in HF's
-``CLIPTokenizer``, saved as ``tokenizer.json``, against two references on a varied corpus.
+"""The text tower's tokenizer: CLIP's own BPE vocabulary (from the pinned open-clip-torch wheel) in
+``tokenizer.json``, run by the engine's ``layer.text.ClipTokenizer``, against the reference CLIP tokenizer,
+open_clip's ``SimpleTokenizer``, token for token on a corpus of odd strings (``odd_strings``).
 
-transformers 5 has no slow (pure-Python) ``CLIPTokenizer`` any more: its ``CLIPTokenizer`` is the
-``tokenizers``-backed one. The independent reference is therefore OpenAI's own algorithm, open_clip's
-``SimpleTokenizer``, read from the same wheel (its ``ftfy`` import stubbed with NFC: see ``open_clip``).
+The reference is read from the same wheel without importing open_clip's package (which needs torchvision):
+its ``tokenizer.py`` runs as it is, with the real ``ftfy``, ``regex`` and ``torch``. Two differences are by
+design: the engine pads with <|endoftext|> where open_clip pads with 0 (the causal tower pools at the first
+<|endoftext|> and never reads the padding), so ids are compared up to and including <|endoftext|>; and text
+that spells a special token is text for the engine, where open_clip matches its own spellings
+``<start_of_text>``/``<end_of_text>`` in the input. The reference for the comparisons is therefore open_clip
+with that matching switched off (``reference``); a test of its own shows the difference on open_clip as it is
+(``open_clip``).
 """
 
 from __future__ import annotations
 
 import gzip
 import importlib.util
+import json
 import subprocess
-import sys
 import types
-import unicodedata
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import regex
 import pytest
 
 from layer.convert import bpe_vocab
 from layer.convert.bpe_vocab import MEMBER, N_MERGES, WHEEL, BpeVocab, VocabUnavailable, cache_dir, load_bpe
-from layer.convert.tokenizer import encode, hf_tokenizer, write_tokenizer
+from layer.convert.tokenizer import OPEN_CLIP_PATTERN, encode, write_tokenizer
+from layer.manifest import TokenLayout
+from layer.text import MAX_TEXT_CHARS, ClipTokenizer, check_text, clean
 from tests.conftest import require
+from tests.layer.convert.odd_strings import LONG_CJK, LONG_WORDS, NEWER_UNICODE, ODD_STRINGS
 
 BOS, EOS = 49406, 49407
-LONG = " ".join(f"word{i}" for i in range(120))  # ~240 tokens
-CORPUS = [
-    "a photo of a cat",
-    "A Photo Of A CAT",
-    "MiXeD cAsE wOrDs, ALL CAPS and lower",
-    "Café crème brûlée, naïve façade, Ångström, São Paulo, Zürich",
-    "e\u0301cole, cafe\u0301 (decomposed accents: NFC makes them one character)",
-    "東京の夜景とネオンサイン",
-    "Привет, мир! Γειά σου κόσμε",
-    "مرحبا بالعالم",
-    "🐱🐶 emoji party 🎉🎉🎉 👍🏽 👨\u200d👩\u200d👧",
-    "price: $1,299.99 — 50% off!!! (limited time)",
-    "2024-06-01 12:34:56 UTC, order #A-1093, π≈3.14159",
-    "it's a dog's life, isn't it? we'll see; they've gone, I'm here, you'd know",
-    "punctuation!!! ??? ... ,,, ;;; --- ___ *** ((( ))) <html> {curly} [square] ~^|\\/",
-    "tabs\tand\nnewlines\r\nand   runs   of spaces",
-    "\u00a0non-breaking\u2003em space\u200bzero-width",
-    "   leading and trailing   ",
-    "",
-    "   ",
-    "\t\n",
-    "x",
-    "1234567890",
-    "hello-world_foo/bar\\baz",
-    "supercalifragilisticexpialidocious antidisestablishmentarianism",
-    "İstanbul ǅemal straße ﬁnal",
-    LONG,
-    "a very long caption " * 30,
-]
+CONTEXT = 77
 
 
 @pytest.fixture(scope="module")
@@ -69,39 +50,64 @@ def tokenizer_json(bpe: BpeVocab, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="module")
-def open_clip(bpe: BpeVocab, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """open_clip's ``SimpleTokenizer`` from the wheel, without installing open_clip (its package imports
-    torchvision). ``ftfy.fix_text`` is stubbed with NFC, the part of it HF's tokenizer keeps; its mojibake
-    repair is not in HF's tokenizer, so the corpus holds no mojibake. (``bpe``: the wheel is fetched.)"""
-    require("torch")  # open_clip's tokenizer module imports it
+def ours(tokenizer_json: Path) -> ClipTokenizer:
+    return ClipTokenizer(tokenizer_json, TokenLayout())
+
+
+@pytest.fixture(scope="module")
+def open_clip_module(bpe: BpeVocab, tmp_path_factory: pytest.TempPathFactory) -> types.ModuleType:
+    """open_clip's ``tokenizer.py`` from the wheel, beside its vocabulary, run as it is. (``bpe``: the wheel is
+    fetched.)"""
+    for name in ("ftfy", "regex", "torch"):  # what it imports
+        require(name)
     folder = tmp_path_factory.mktemp("open_clip")
     with zipfile.ZipFile(cache_dir() / "open-clip" / WHEEL) as zf:
         (folder / "tokenizer.py").write_bytes(zf.read("open_clip/tokenizer.py"))
         (folder / "bpe_simple_vocab_16e6.txt.gz").write_bytes(zf.read(MEMBER))
-    ftfy = types.ModuleType("ftfy")
-    ftfy.fix_text = lambda text: unicodedata.normalize("NFC", text)  # type: ignore[attr-defined]
-    saved = sys.modules.get("ftfy")
-    sys.modules["ftfy"] = ftfy
-    try:
-        spec = importlib.util.spec_from_file_location("open_clip_tokenizer", folder / "tokenizer.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        if saved is None:
-            sys.modules.pop("ftfy", None)
-        else:
-            sys.modules["ftfy"] = saved
-    return module.SimpleTokenizer()
+    spec = importlib.util.spec_from_file_location("open_clip_tokenizer", folder / "tokenizer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def clip_layout(tokens: list[int], context: int = 77) -> list[int]:
-    """<|startoftext|> tokens <|endoftext|>, truncated to the context keeping its <|endoftext|>, padded with
-    <|endoftext|> (HF pads with its pad token; open_clip pads with 0, which the causal tower never reads)."""
-    ids = [BOS, *tokens, EOS]
-    if len(ids) > context:
-        ids = [*ids[: context - 1], EOS]
-    return ids + [EOS] * (context - len(ids))
+@pytest.fixture(scope="module")
+def open_clip(open_clip_module: types.ModuleType) -> Any:
+    """open_clip's ``SimpleTokenizer`` as it is: it matches ``<start_of_text>``/``<end_of_text>`` in the text."""
+    return open_clip_module.SimpleTokenizer()
+
+
+@pytest.fixture(scope="module")
+def reference(open_clip_module: types.ModuleType) -> Any:
+    """open_clip's ``SimpleTokenizer`` with its special-token matching switched off, and nothing else changed:
+    its pattern without the special alternatives (same flags), and an empty BPE cache (which held them)."""
+    tok = open_clip_module.SimpleTokenizer()
+    specials = "|".join(tok.decoder[i] for i in tok.all_special_ids) + "|"
+    assert specials == "<start_of_text>|<end_of_text>|" and tok.pat.pattern.startswith(specials)
+    tok.pat = open_clip_module.re.compile(tok.pat.pattern.removeprefix(specials), tok.pat.flags)
+    tok.cache = {}
+    return tok
+
+
+def ours_ids(tok: ClipTokenizer, text: str) -> list[int]:
+    """The engine's ids up to and including <|endoftext|> (then padding)."""
+    tokens = tok.encode(text)
+    ids: list[int] = tokens.ids.tolist()
+    assert ids[tokens.count :] == [EOS] * (CONTEXT - tokens.count)  # padded with <|endoftext|>
+    return ids[: tokens.count]
+
+
+def reference_ids(tok: Any, text: str) -> list[int]:
+    """open_clip's ``tokenizer(texts)`` row (truncated as it truncates) up to and including its first
+    <|endoftext|>, then zeros."""
+    row: list[int] = tok([text])[0].tolist()
+    end = row.index(EOS) + 1
+    assert row[end:] == [0] * (CONTEXT - end)  # open_clip pads with 0
+    return row[:end]
+
+
+def report(mismatches: list[str], total: int) -> str:
+    return f"{len(mismatches)} of {total} strings differ:\n" + "\n".join(mismatches)
 
 
 def test_the_vocabulary_is_clips(bpe: BpeVocab) -> None:
@@ -114,40 +120,141 @@ def test_the_vocabulary_is_clips(bpe: BpeVocab) -> None:
     assert bpe.source["sha256"] == bpe_vocab.VOCAB_SHA256 and bpe.source["package"] == "open-clip-torch==3.3.0"
 
 
-def test_vocab_json_and_merges_txt_are_in_hfs_layout(bpe: BpeVocab, tmp_path: Path) -> None:
-    import json
+def test_the_vocabulary_is_open_clips(bpe: BpeVocab, reference: Any) -> None:
+    """Token for token, id for id, but the special tokens' spellings: HF's <|startoftext|>, open_clip's
+    <start_of_text> (the engine adds them by id and never reads their spelling)."""
+    spelled = {"<|startoftext|>": "<start_of_text>", "<|endoftext|>": "<end_of_text>"}
+    assert {spelled.get(t, t): i for t, i in bpe.vocab.items()} == reference.encoder
+    assert (reference.sot_token_id, reference.eot_token_id) == (BOS, EOS)
 
+
+def test_vocab_json_and_merges_txt_are_in_hfs_layout(bpe: BpeVocab, tmp_path: Path) -> None:
     vocab, merges = bpe.write(tmp_path)
     assert json.loads(vocab.read_text(encoding="utf-8")) == bpe.vocab
     lines = merges.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "#version: 0.2" and lines[1:] == bpe.merges
 
 
-@pytest.mark.parametrize("text", CORPUS, ids=range(len(CORPUS)))
-def test_ids_equal_hfs_clip_tokenizer_and_open_clips(
-    text: str, tokenizer_json: Path, bpe: BpeVocab, open_clip: Any
+def test_the_corpus(open_clip: Any) -> None:
+    """A few hundred strings the engine accepts (none empty or whitespace-only, none over the API's limit),
+    some beyond the context, some spelling a special token."""
+    assert len(ODD_STRINGS) >= 300 and len(set(ODD_STRINGS)) == len(ODD_STRINGS)
+    assert all(check_text(text) == text for text in ODD_STRINGS)
+    assert max(map(len, ODD_STRINGS)) <= MAX_TEXT_CHARS
+    assert sum(len(open_clip.encode(text)) > CONTEXT - 2 for text in ODD_STRINGS) >= 5
+    assert sum(bool({BOS, EOS} & set(open_clip.encode(text))) for text in ODD_STRINGS) >= 5  # as open_clip is
+
+
+def test_every_odd_string_has_open_clips_ids(ours: ClipTokenizer, reference: Any) -> None:
+    mismatches = []
+    for text in ODD_STRINGS:
+        mine, theirs = ours_ids(ours, text), reference_ids(reference, text)
+        if mine != theirs:
+            mismatches.append(f"{text!r}\n  ours:   {mine}\n  theirs: {theirs}")
+    if mismatches:
+        pytest.fail(report(mismatches, len(ODD_STRINGS)))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Unicode data: letters/digits in the regex package's newer tables, not yet in tokenizers' Oniguruma",
+)
+@pytest.mark.parametrize("text", NEWER_UNICODE, ids=[ascii(t) for t in NEWER_UNICODE])
+def test_newer_unicode_letters_have_open_clips_ids(text: str, ours: ClipTokenizer, reference: Any) -> None:
+    assert ours_ids(ours, text) == reference_ids(reference, text)
+
+
+def test_clean_is_open_clips_clean_lower(open_clip_module: types.ModuleType) -> None:
+    mismatches = []
+    for text in [*ODD_STRINGS, *NEWER_UNICODE]:
+        mine, theirs = clean(text), open_clip_module._clean_lower(text)
+        if mine != theirs:
+            mismatches.append(f"{text!r}\n  ours:   {mine!r}\n  theirs: {theirs!r}")
+    if mismatches:
+        pytest.fail(report(mismatches, len(ODD_STRINGS) + len(NEWER_UNICODE)))
+
+
+@pytest.mark.parametrize(
+    ("text", "truncated"),
+    [
+        ("a " * 75, False),  # exactly the context: BOS, 75 tokens, EOS
+        ("a " * 76, True),  # one token over
+        ("supercalifragilistic" * 20, True),  # one word of 100 tokens
+        (LONG_WORDS, True),
+        (LONG_CJK, True),
+        ("🐱" * 80, True),
+    ],
+    ids=["75-tokens", "76-tokens", "one-long-word", "words", "cjk", "emoji"],
+)
+def test_truncation_keeps_what_open_clip_keeps(text: str, truncated: bool, ours: ClipTokenizer, reference: Any) -> None:
+    """open_clip's ``tokenizer(texts)``: the first 75 tokens, then <|endoftext|> in the last place."""
+    tokens = ours.encode(text)
+    assert tokens.truncated is truncated is (len(reference.encode(text)) > CONTEXT - 2)
+    assert tokens.count == (CONTEXT if truncated else len(reference.encode(text)) + 2)
+    assert ours_ids(ours, text) == reference_ids(reference, text)
+    if truncated:
+        assert tokens.ids.tolist() == reference([text])[0].tolist() == [BOS, *reference.encode(text)[:75], EOS]
+
+
+def test_every_long_odd_string_is_truncated_as_open_clip_truncates(ours: ClipTokenizer, reference: Any) -> None:
+    long = [text for text in ODD_STRINGS if len(reference.encode(text)) > CONTEXT - 2]
+    assert len(long) >= 5
+    mismatches = [
+        f"{text!r}: truncated {ours.encode(text).truncated}"
+        for text in long
+        if not ours.encode(text).truncated or ours.encode(text).ids.tolist() != reference([text])[0].tolist()
+    ]
+    if mismatches:
+        pytest.fail(report(mismatches, len(long)))
+    assert not any(ours.encode(text).truncated for text in ODD_STRINGS if text not in long)
+
+
+def test_open_clip_matches_its_special_token_spellings_the_engine_does_not(
+    ours: ClipTokenizer, open_clip: Any, reference: Any
 ) -> None:
-    ours = encode(tokenizer_json, [text])[0].tolist()
-    hf = hf_tokenizer(bpe)(text, padding="max_length", truncation=True, max_length=77)["input_ids"]
-    assert ours == hf
-    assert ours == clip_layout(open_clip.encode(text))
+    """The one deliberate difference in the text: open_clip's regex starts with ``<start_of_text>|
+    <end_of_text>`` and its BPE cache maps them to the special ids, so a query that spells one is cut there
+    (the tower pools at the first <|endoftext|>). The engine reads it as text, as the reference does."""
+    text = "a photo of <end_of_text> a cat"
+    cut = open_clip([text])[0].tolist()
+    assert cut[:5] == [BOS, 320, 1125, 539, EOS]  # "a photo of", then open_clip's end: "a cat" is never read
+    assert open_clip.encode("<start_of_text>") == [BOS] and open_clip.encode("<END_OF_TEXT>") == [EOS]
+    mine = ours_ids(ours, text)
+    assert mine == reference_ids(reference, text) != cut[: len(mine)]
+    assert mine[0] == BOS and mine[-1] == EOS and BOS not in mine[1:] and EOS not in mine[:-1]
+    assert mine[-3:-1] == [320, 2368]  # "a cat" is read
+    for spelled in ("<start_of_text>", "<end_of_text>", "<|startoftext|>", "<|endoftext|>"):
+        assert ours_ids(ours, spelled)[1:-1] == reference.encode(spelled)
+        assert not {BOS, EOS} & set(reference.encode(spelled))
 
 
-def test_the_context_layout(tokenizer_json: Path) -> None:
-    ids = encode(tokenizer_json, ["a photo of a cat", "", "   ", LONG])
-    assert ids.dtype == np.int64 and ids.shape == (4, 77)
-    assert ids[0].tolist() == clip_layout([320, 1125, 539, 320, 2368])
-    assert ids[1].tolist() == ids[2].tolist() == clip_layout([])  # empty and whitespace-only: BOS, EOS, padding
-    long = ids[3].tolist()  # truncation keeps BOS, the first 75 tokens and EOS
-    assert long[0] == BOS and long[-1] == EOS and EOS not in long[1:-1] and BOS not in long[1:]
+def test_hfs_special_token_spellings_are_text(ours: ClipTokenizer, open_clip: Any, tokenizer_json: Path) -> None:
+    """``<|endoftext|>`` (HF's spelling) in a query keeps the words after it: open_clip as it is reads it as
+    text too, and the tokenizer.json has no added tokens that the tokenizers package would match."""
+    text = "a photo of <|endoftext|> a cat"
+    mine = ours_ids(ours, text)
+    assert len(mine) - 2 > 3  # more than "a photo of" after BOS
+    assert mine[0] == BOS and mine.index(EOS) == len(mine) - 1 and BOS not in mine[1:]
+    assert mine[-3:-1] == [320, 2368]
+    assert mine == reference_ids(open_clip, text)
+    assert json.loads(tokenizer_json.read_text(encoding="utf-8"))["added_tokens"] == []
 
 
-def test_html_entities_are_kept_as_hf_keeps_them(tokenizer_json: Path, open_clip: Any) -> None:
-    """One deliberate difference from open_clip: it unescapes HTML entities (and ftfy repairs mojibake) before
-    BPE; HF's tokenizer, whose ids the text tower's contract follows, does not."""
-    escaped, plain = encode(tokenizer_json, ["fish &amp; chips", "fish & chips"]).tolist()
-    assert clip_layout(open_clip.encode("fish &amp; chips")) == plain  # open_clip reads "&amp;" as "&"
-    assert escaped != plain  # HF's tokenizer, and ours, read it as written
+def test_the_pre_tokenizer_is_open_clips_pattern(tokenizer_json: Path, reference: Any) -> None:
+    split = json.loads(tokenizer_json.read_text(encoding="utf-8"))["pre_tokenizer"]["pretokenizers"][0]
+    # the same alternatives, with open_clip's re.IGNORECASE written inline
+    assert split["pattern"]["Regex"] == OPEN_CLIP_PATTERN == "(?i)" + reference.pat.pattern
+    assert reference.pat.flags & regex.IGNORECASE
+
+
+def test_the_context_layout(ours: ClipTokenizer, tokenizer_json: Path) -> None:
+    tokens = ours.encode("a photo of a cat")
+    assert tokens.ids.dtype == np.int64 and tokens.ids.shape == (CONTEXT,)
+    assert (tokens.count, tokens.truncated) == (7, False)
+    assert tokens.ids.tolist() == [BOS, 320, 1125, 539, 320, 2368, EOS] + [EOS] * 70
+    batch = encode(tokenizer_json, ["a photo of a cat", LONG_WORDS])
+    assert batch.dtype == np.int64 and batch.shape == (2, CONTEXT)
+    assert batch.tolist() == [tokens.ids.tolist(), ours.encode(LONG_WORDS).ids.tolist()]
 
 
 def test_a_tampered_vocabulary_is_refused(tmp_path: Path) -> None:
