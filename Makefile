@@ -11,7 +11,7 @@ SOURCE ?=
 # torch is a build-time dependency only; the CPU wheel first, else a plain `torch` pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint unit bench soak mutation model image venv scanners lock clean
+.PHONY: run test lint unit bench soak mutation model dev-model image venv scanners lock clean
 
 venv: $(VENV)/.installed
 # constraints.txt pins the versions the suite last passed with (a fresh resolve of this many packages
@@ -42,7 +42,7 @@ $(MUT_VENV)/.installed: pyproject.toml constraints.txt
 	  scikit-learn requests transformers
 	$(MUT_VENV)/bin/pip install --quiet mutmut==3.8.1 "rich>=14.2"
 	touch $@
-mutation: $(MUT_VENV)/.installed model
+mutation: $(MUT_VENV)/.installed dev-model
 	rm -rf mutants
 	CLIP_LAMBDA_TEST_MODEL_DIR=$(abspath $(MODEL_DIR)) $(MUT_VENV)/bin/mutmut run --max-children 2 || true
 	$(MUT_VENV)/bin/python bench/mutation_report.py > bench/results/mutation.md
@@ -52,14 +52,20 @@ mutation: $(MUT_VENV)/.installed model
 lock: venv
 	$(BIN)/python infra/image/lambda_requirements.py --lock > infra/image/lambda-requirements.lock
 
-# The model directory: the hub checkpoint by default; if the hub cannot be reached, an untrained
-# random-init model, loudly labelled (see `clip-lambda build-model --help`).
+# The model directory for a deploy: the checkpoint (SOURCE: a hub id or a save_pretrained dir; default the
+# hub's openai/clip-vit-base-patch32), or a failure: never an untrained stand-in.
 model: $(MODEL_DIR)/manifest.json
 $(MODEL_DIR)/manifest.json: | venv
-	$(BIN)/clip-lambda build-model $(if $(SOURCE),--source "$(SOURCE)") --fallback-source random-init --out $(MODEL_DIR)
+	$(BIN)/clip-lambda build-model $(if $(SOURCE),--source "$(SOURCE)") --out $(MODEL_DIR)
 
-run: venv model
-	$(BIN)/clip-lambda local --model $(MODEL_DIR)
+# A model for local work (soak, mutation, bench): the checkpoint, or, offline, random-init (loudly labelled).
+dev-model: | venv
+	test -f $(MODEL_DIR)/manifest.json || $(BIN)/clip-lambda build-model $(if $(SOURCE),--source "$(SOURCE)") \
+	  --fallback-source random-init --out $(MODEL_DIR)
+
+# The local stack builds the model first if it is missing, falling back to random-init offline (loudly).
+run: venv
+	$(BIN)/clip-lambda local --model $(MODEL_DIR) $(if $(SOURCE),--source "$(SOURCE)")
 
 lint: venv
 	$(BIN)/ruff check .
@@ -72,11 +78,11 @@ test: venv scanners lint
 unit: venv
 	$(BIN)/python -m pytest tests/layer/test_decode.py tests/layer/test_preprocess.py tests/layer/test_session.py tests/handler
 
-bench: venv model
+bench: venv dev-model
 	$(BIN)/clip-lambda bench --model $(MODEL_DIR)
 
 # 10,000 S3 events with faults through the local stack (the CI size, 1,000, runs in make test).
-soak: venv model
+soak: venv dev-model
 	$(BIN)/python -m bench.soak --model $(MODEL_DIR) --events 10000
 
 # The Lambda image from the public base (needs a registry); tests build it from a local debootstrap base.

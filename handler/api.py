@@ -27,6 +27,7 @@ from handler import ingest, location, objects, runtime, settings
 from handler.errors import (
     API_ERRORS,
     AccessDenied,
+    IndexMisconfigured,
     ModelUnsound,
     ObjectChanged,
     ObjectGone,
@@ -63,6 +64,21 @@ runtime.require_text()  # this function embeds texts too: its engine loads the t
 if settings.in_lambda():
     runtime.current()  # INIT: load the model before the first request
 
+# The largest valid POST /embed/text body, in bytes: every character of the longest texts written as the
+# longest JSON form it has, an escaped surrogate pair ("\ud83d\ude00", 12 bytes for one emoji; a raw UTF-8
+# character is at most 4), the field name escaped too ("\u0074..."), the punctuation, and room for
+# insignificant whitespace (pretty-printing). 64 x 1,000 characters: 772,324 bytes, 1,029,772 base64 characters
+# as API Gateway passes a body it treats as binary; well within Lambda's 6 MB payload and API Gateway's 10 MB.
+_ESCAPED_CHAR = len("\\ud83d\\ude00")  # 12: the JSON escape of one character outside the BMP
+JSON_WHITESPACE_ALLOWANCE = 4096
+TEXT_BODY_MAX_BYTES = (
+    len('{:[]}')  # the object and the array
+    + 2 + len("texts") * len("\\u0074")  # the field name, quoted, every letter escaped
+    + MAX_TEXTS * (2 + MAX_TEXT_CHARS * _ESCAPED_CHAR)  # each text, quoted
+    + (MAX_TEXTS - 1)  # the commas
+    + JSON_WHITESPACE_ALLOWANCE
+)  # fmt: skip
+
 _NOT_BUILT: Any = {
     "description": "Not in this deployment: a model built without its text tower, or no vector index",
     "content": {"application/json": {"model": ErrorResponse}},
@@ -74,11 +90,23 @@ _ERRORS: dict[int, Any] = {
         403: "An s3 reference outside ALLOWED_S3_BUCKETS or that the function may not read; store=true "
         "where API_ALLOW_STORE is off",
         404: "An s3 reference that does not exist",
-        413: "Image (or batch) too large: MAX_IMAGE_BYTES / MAX_IMAGE_PIXELS / MAX_BATCH_IMAGES",
+        413: "Image (or batch) too large: MAX_IMAGE_BYTES / MAX_IMAGE_PIXELS / MAX_BATCH_IMAGES; a text over "
+        f"{MAX_TEXT_CHARS} characters (per text); a POST /embed/text body over {TEXT_BODY_MAX_BYTES:,} bytes "
+        "(text_request_too_large)",
         415: "Content-Type is neither image/* (or application/octet-stream) nor application/json",
         422: "The body is not a decodable image (unknown format, corrupt, truncated)",
         503: "S3 throttled or failed reading an s3 reference (per image in a batch): retry later; or this "
         "sandbox's model failed its self-check (model_self_check_failed)",
+    }.items()
+}
+_INDEX_ERRORS: dict[int, Any] = {
+    status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+    for status, text in {
+        502: "index_misconfigured: the vector index refused for good (it does not exist, holds vectors of another "
+        "dimension, or this function may not query it): the message names the operation, the AWS error code "
+        "and what to change in the deployment; retrying will not help",
+        503: "S3 throttled or failed reading an s3 reference; the vector index did not answer (index_unavailable): "
+        "retry later; or this sandbox's model failed its self-check (model_self_check_failed)",
     }.items()
 }
 
@@ -105,18 +133,29 @@ def _b64decode(text: str, what: str) -> bytes:
         raise RequestError("invalid_base64", f"{what} is not valid base64: {exc}") from exc
 
 
-def request_body(max_bytes: int) -> bytes:
-    """The raw request body; refuses an oversized base64 body before decoding it."""
+def request_body(max_bytes: int, too_large: str = "image_too_large", *, exact: bool = False) -> bytes:
+    """The raw request body; refuses a body over ``max_bytes`` with the code ``too_large``, by its length
+    alone before decoding base64 or parsing anything (a base64 body with a few bytes of padding slack, which
+    the engine's own size check covers for an image; ``exact``: the decoded body is checked too)."""
     event = app.current_event
     body = event.body or ""
+    over = RequestError(too_large, f"request body exceeds the {max_bytes:,}-byte limit")
     if not event.is_base64_encoded:
+        if len(body) > max_bytes:  # a character is at least one byte
+            raise over
         try:
-            return body.encode("utf-8")
+            data = body.encode("utf-8")
         except UnicodeEncodeError as exc:  # a lone surrogate: API Gateway never sends one, a fuzzer does
             raise RequestError("invalid_body", f"request body is not valid UTF-8 text: {exc.reason}") from exc
+        if len(data) > max_bytes:
+            raise over
+        return data
     if len(body) > 4 * (max_bytes // 3 + 1) + 4:
-        raise RequestError("image_too_large", f"request body exceeds the {max_bytes}-byte limit")
-    return _b64decode(body, "request body")
+        raise over
+    data = _b64decode(body, "request body")
+    if exact and len(data) > max_bytes:
+        raise over
+    return data
 
 
 def media_type() -> str:
@@ -189,13 +228,13 @@ def is_json(kind: str) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
-def json_body(max_bytes: int) -> bytes:
+def json_body(max_bytes: int, too_large: str = "image_too_large", *, exact: bool = False) -> bytes:
     kind = media_type()
     if not is_json(kind):
         raise RequestError(
             "unsupported_media_type", f"Content-Type {kind or '(none)'} is not supported: send application/json"
         )
-    return request_body(max_bytes)
+    return request_body(max_bytes, too_large, exact=exact)
 
 
 def embed_batch(rt: runtime.Runtime) -> BatchResponse:
@@ -259,7 +298,10 @@ def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
         f'JSON {{"texts": [...]}} (up to {MAX_TEXTS}, each up to {MAX_TEXT_CHARS} characters) → one result per '
         "text, in order: a unit vector comparable with the image embeddings (cosine = dot product), the "
         "number of tokens kept and whether the text was truncated at CLIP's 77-token context; or that "
-        "text's own error."
+        "text's own error. A body over "
+        f"{TEXT_BODY_MAX_BYTES:,} bytes (the largest valid request: every character as an escaped surrogate "
+        "pair, plus the JSON around it; ~1.03 MB base64, within Lambda's 6 MB payload) is refused unread "
+        "with 413 text_request_too_large."
     ),
     responses={
         200: {"description": "Per-text results", "content": {"application/json": {"model": TextResponse}}},
@@ -270,7 +312,7 @@ def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
 )
 def embed_texts() -> Response[dict[str, Any]]:
     rt = sound_runtime()
-    request = parse(TextRequest, json_body(MAX_TEXTS * MAX_TEXT_CHARS * 6 + 1024))
+    request = parse(TextRequest, json_body(TEXT_BODY_MAX_BYTES, "text_request_too_large", exact=True))
     results = [one_text(rt, i, text) for i, text in enumerate(request.texts)]
     answer = TextResponse(model=rt.engine.model_id, dim=rt.engine.dim, results=results)
     return json_response(200, answer.model_dump(exclude_none=True))
@@ -298,12 +340,16 @@ def embed_text(rt: runtime.Runtime, text: str) -> TextEmbedding:
     description=(
         'JSON {"text": "a red bicycle"} or {"image": base64} or {"s3": "s3://bucket/key"}, with "k" (1-100, '
         'default 10) and an optional key "prefix" → {"results": [{"key", "bucket", "score", "width", '
-        '"height", "etag"}]}, best first; score is the cosine similarity.'
+        '"height", "etag"}]}, best first; score is the cosine similarity. "k" is a JSON integer; an "s3" key '
+        "is taken literally (no %xx decoding), as a result's key and bucket give it. An index that refuses for "
+        "good (missing, another dimension, no permission) is a 502 index_misconfigured saying what to fix; "
+        "one that does not answer, a 503 index_unavailable (retry)."
     ),
     responses={
         200: {"description": "The nearest images", "content": {"application/json": {"model": SearchResponse}}},
         **_ERRORS,
         501: _NOT_BUILT,
+        **_INDEX_ERRORS,
     },
     operation_id="search",
 )
@@ -325,6 +371,13 @@ def search() -> Response[dict[str, Any]]:
     try:
         with subsegment("index.query"):
             matches = rt.index.query(vector, request.k, request.prefix)
+    except IndexMisconfigured as exc:
+        count("IndexMisconfigured")
+        logger.error("the vector index refused the search for good: the deployment must change",
+                     extra={"operation": exc.operation, "aws_code": exc.aws_code, "remedy": exc.remedy,
+                            "error_message": exc.detail})  # fmt: skip
+        message = f"the vector index refused {exc.operation} ({exc.aws_code}): {exc.remedy}"
+        raise RequestError("index_misconfigured", message) from exc
     except TransientError as exc:
         raise RequestError("index_unavailable", "the vector index did not answer: retry later") from exc
     hits = [SearchHit(key=m.key, bucket=m.bucket, score=m.score, width=m.width, height=m.height, etag=m.etag)
@@ -351,6 +404,8 @@ def model() -> dict[str, Any]:
             "max_batch_images": rt.settings.max_batch,
         },
         "cpu": rt.engine.cpu_report(),
+        # Random weights or an ungated tower (served only with AllowUntrainedModel=true), or null.
+        "untrained": runtime.untrained(rt.engine.manifest),
         # Did this sandbox's CPU compute the build's vectors for the canaries? (false: nothing is embedded)
         "self_check": None if rt.engine.self_check is None else rt.engine.self_check.to_dict(),
         "manifest": rt.engine.manifest.to_dict(),

@@ -7,7 +7,9 @@ template's parameters with the model directory:
 
 - ``EmbeddingDimension`` (the vector index's dimension, and the functions' ``EMBEDDING_DIM``) must be the
   model's, else the first PutVectors would fail;
-- the self-check must pass there.
+- the self-check must pass there;
+- an untrained model (random-init, the offline fallback) or one with an ungated tower is refused unless
+  ``AllowUntrainedModel`` is true.
 
 The answer goes to CloudFormation's pre-signed ``ResponseURL`` (PUT, JSON), as every custom resource must;
 a Delete always succeeds (nothing was created).
@@ -24,6 +26,7 @@ from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomRes
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler.observability import logger
+from handler.runtime import untrained
 from handler.settings import Settings
 from layer.errors import ModelDirError
 
@@ -57,6 +60,14 @@ def check(settings: Settings, properties: dict[str, Any]) -> Verdict:
             f"EmbeddingDimension={wanted}, but the image's model ({manifest.model_id}) makes {manifest.dim}-d "
             f"vectors: deploy with --parameter-overrides EmbeddingDimension={manifest.dim}"
         )
+    why = untrained(manifest)
+    allowed = str(properties.get("AllowUntrainedModel", "false")).strip().lower() == "true"
+    if why and not allowed:
+        problems.append(
+            f"refusing to deploy an untrained model: {why}. Build the real checkpoint (make model SOURCE=...) or "
+            "deploy with --parameter-overrides AllowUntrainedModel=true"
+        )
+    data["Untrained"] = "true" if why else "false"
     check_result = engine.self_check
     if check_result is not None and not check_result.passed:
         problems.append(

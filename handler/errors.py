@@ -2,9 +2,15 @@
 
 - ``layer.ImageError`` (from the engine): permanent, the same image fails again; never retried, recorded.
 - ``RequestError`` (the API): a request answered with an error code and its status, 4xx for the caller's
-  mistakes, 503 when a dependency failed and the same request may succeed later. Not an image error.
+  mistakes, 503 when a dependency failed and the same request may succeed later, 502 when a dependency
+  refused for good (the deployment must change: retrying the same request will not help), 501 for a feature
+  this deployment lacks. 500 is kept for our own bugs. Not an image error.
 - ``TransientError``: throttling, 5xx, timeouts, unreachable endpoints; the SQS record fails and is retried
   (and lands in the DLQ after the redrive limit).
+- ``IndexMisconfigured``: the vector index refused for good (no such index, another dimension, no
+  permission): no retry fixes it, a change to the deployment does. The record is still kept (failed,
+  retried, then the DLQ: redrive it after the fix), but logged and counted as what it is; the API answers it
+  with 502 ``index_misconfigured``, never "retry later".
 - ``ObjectGone`` / ``ObjectChanged``: the object the event names no longer exists / was replaced; skipped,
   because a later event describes the current state.
 """
@@ -21,6 +27,24 @@ class ModelUnsound(TransientError):
     record is retried (elsewhere, or after a fix) and, failing that, kept in the DLQ."""
 
     code = "model_self_check_failed"
+
+
+class IndexMisconfigured(TransientError):
+    """The vector index refused an operation in a way no retry fixes (``ValidationException``,
+    ``NotFoundException``, ``AccessDeniedException``, a KMS or quota error...): the deployment must change.
+
+    A ``TransientError`` only so that every path that keeps a failed record (SQS's retries and DLQ, a direct
+    invocation's retry, the backfill's) keeps this one too, as for ``ModelUnsound``: catch it first to tell
+    it apart. ``remedy`` says what to fix; ``aws_code`` is the service's error code."""
+
+    code = "index_misconfigured"
+
+    def __init__(self, operation: str, aws_code: str, remedy: str, detail: str = "") -> None:
+        super().__init__(f"S3 Vectors {operation}: {aws_code}: {remedy}" + (f" ({detail})" if detail else ""))
+        self.operation = operation
+        self.aws_code = aws_code
+        self.remedy = remedy
+        self.detail = detail
 
 
 class ModelMismatch(RuntimeError):
@@ -55,7 +79,8 @@ class RequestError(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.http_status >= 500
+        """Whether the same request may succeed later: a 503 (a 501 or 502 needs the deployment changed)."""
+        return self.http_status == 503
 
 
 # Every error code the API answers, with its HTTP status: the contract the README, the OpenAPI document and
@@ -77,11 +102,13 @@ API_ERRORS: dict[str, int] = {
     "too_many_pixels": 413,
     "too_many_images": 413,
     "text_too_long": 413,
+    "text_request_too_large": 413,  # a /embed/text body larger than any valid request, refused unread
     "unsupported_media_type": 415,
     "not_an_image": 422,
     "corrupt_image": 422,
     "text_unavailable": 501,  # the deployed model was built without its text tower (--no-text)
     "search_unavailable": 501,  # no vector index is configured (VectorIndex=none)
+    "index_misconfigured": 502,  # the vector index refused for good (missing, another dimension, no access)
     "s3_unavailable": 503,  # S3 throttled or failed: retry later
     "index_unavailable": 503,  # the vector index failed to answer: retry later
     "store_unavailable": 503,  # DynamoDB failed while storing (per image, with store=true)

@@ -8,7 +8,6 @@ name is a permanent input error here (400, or a malformed event), never a "retry
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
 
 # botocore.handlers.VALID_BUCKET (legacy us-east-1 names allow upper case and underscores, up to 255).
 _BUCKET = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
@@ -40,8 +39,11 @@ def uri(bucket: str, key: str) -> str:
 
 
 def parse_uri(value: object) -> tuple[str, str]:
-    """``s3://bucket/key`` → (bucket, key). The key is taken literally; ``%xx`` escapes are decoded."""
+    """``s3://bucket/key`` → (bucket, key), the inverse of ``uri``. The key is taken literally, every
+    character after the bucket's ``/`` (``%2F``, ``%25``, ``+`` and spaces are themselves, never decoded):
+    the form the DynamoDB pk holds and ``POST /search`` returns, so that ``x%2Fy.png`` and ``x/y.png`` are two
+    objects and a key from a search result can be fed back as it is."""
     if not isinstance(value, str) or not value.startswith("s3://"):
         raise InvalidLocation(f"expected s3://bucket/key, got {str(value)[:200]!r}")
     bucket, _, key = value[5:].partition("/")
-    return check(bucket, unquote(key))
+    return check(bucket, key)

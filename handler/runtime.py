@@ -76,6 +76,7 @@ class Runtime:
             text=text,
         )
         check_dimension(settings, engine.dim)
+        check_trained(settings, engine.manifest)
         # Which CPU Lambda gave this sandbox, the int8 kernel path it takes and whether the build's gate
         # covered that path: the first thing to look at when vectors differ between invocations.
         logger.info("model loaded", extra={"model": engine.model_id, "cpu": engine.cpu_report()})
@@ -99,6 +100,30 @@ def check_dimension(settings: Settings, dim: int) -> None:
             f"{settings.embedding_dim}-d (EMBEDDING_DIM, the template parameter EmbeddingDimension, which sizes the "
             f"vector index): deploy with --parameter-overrides EmbeddingDimension={dim}"
         )
+
+
+def untrained(manifest: Manifest) -> str | None:
+    """Why the model's vectors may mean nothing (random weights, or a tower that never passed its gate), or
+    None for a trained, gated model."""
+    if manifest.random_init:
+        return f"{manifest.model_id} has random weights (built from random-init: the offline fallback)"
+    if not manifest.gated:
+        return f"{manifest.model_id} has a tower that did not pass its accuracy gate"
+    return None
+
+
+def check_trained(settings: Settings, manifest: Manifest) -> None:
+    """Refuse an untrained or ungated model at INIT unless ``ALLOW_UNTRAINED_MODEL`` says so; when allowed,
+    say it loudly in every INIT log (and ``GET /model``)."""
+    why = untrained(manifest)
+    if why is None:
+        return
+    if not settings.allow_untrained:
+        raise ModelDirError(
+            f"refusing to serve an untrained model: {why}. Build the real checkpoint (make model), or deploy with "
+            "--parameter-overrides AllowUntrainedModel=true (ALLOW_UNTRAINED_MODEL=true) to run it anyway"
+        )
+    logger.warning("UNTRAINED MODEL: its vectors carry no meaning (AllowUntrainedModel=true)", extra={"why": why})
 
 
 _current: Runtime | None = None

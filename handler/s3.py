@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import events, ingest, prefetch, runtime, settings
-from handler.errors import MalformedEvent, ModelMismatch, ModelUnsound, TransientError
+from handler.errors import IndexMisconfigured, MalformedEvent, ModelMismatch, ModelUnsound, TransientError
 from handler.observability import count, logger, metrics, tracer
 
 # An all-failed batch is reported as batchItemFailures too (not raised): the result is the same, the logs
@@ -49,6 +49,9 @@ def record_handler(record: SQSRecord, ahead: prefetch.SqsPrefetcher | None = Non
         except ModelUnsound:
             refused_unsound()
             raise
+        except IndexMisconfigured as exc:
+            refused_misconfigured(exc)
+            raise
         except TransientError:
             count("TransientFailures")
             logger.exception("transient failure: the message returns to the queue")
@@ -65,6 +68,24 @@ def refused_unsound(uri: str | None = None) -> None:
     )
 
 
+def refused_misconfigured(exc: IndexMisconfigured, uri: str | None = None) -> None:
+    """A record the vector index refused for good (no such index, another dimension, no permission): not a
+    transient failure, but the record is kept all the same (it returns to the queue, then the DLQ, or the
+    caller retries it) for a redrive once the deployment is fixed. Counted and logged with the fix."""
+    count("IndexMisconfigured")
+    logger.error(
+        "permanent vector index error: the record is kept (retried, then the DLQ) until the index is fixed",
+        extra={
+            "reason": exc.code,
+            "operation": exc.operation,
+            "aws_code": exc.aws_code,
+            "remedy": exc.remedy,
+            "error_message": exc.detail,
+            **({"s3_uri": uri} if uri else {}),
+        },
+    )
+
+
 def handle_all(object_events: list[events.ObjectEvent]) -> list[ingest.Result]:
     """Every event of an invocation, reading ahead; raises once at the end if any must be retried (the rest
     are idempotent: the retry finds them as duplicates)."""
@@ -78,6 +99,9 @@ def handle_all(object_events: list[events.ObjectEvent]) -> list[ingest.Result]:
             except ModelUnsound as exc:
                 refused_unsound(ev.uri)
                 retry.append(f"{ev.uri}: {exc.code}")
+            except IndexMisconfigured as exc:
+                refused_misconfigured(exc, ev.uri)
+                retry.append(f"{ev.uri}: {exc.code}: {exc.remedy}")
             except TransientError as exc:
                 count("TransientFailures")
                 logger.exception("transient failure", extra={"s3_uri": ev.uri})

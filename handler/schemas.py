@@ -1,4 +1,9 @@
-"""Request and response shapes of the HTTP API (pydantic: they validate input and feed the OpenAPI doc)."""
+"""Request and response shapes of the HTTP API (pydantic: they validate input and feed the OpenAPI doc).
+
+The request models are strict: a JSON value must already have the field's type (``"k": 5``, not ``"5"``,
+``5.0`` or ``true``; ``"store": true``, not ``"true"`` or ``1``), else 400 ``invalid_request``, as unknown
+fields are. ``s3`` references are ``s3://bucket/key`` with the key taken literally (no ``%xx`` decoding).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,17 @@ from layer.text import MAX_TEXT_CHARS, TextEmbedding
 MAX_TEXTS = 64  # texts per POST /embed/text: one session run each, ~10 ms apiece
 
 
+# The request models: no unknown fields, no coercion (see the module docstring).
+STRICT_REQUEST = ConfigDict(extra="forbid", strict=True)
+S3_REF = "s3://bucket/key; the key is taken literally (no %xx decoding), as POST /search returns it"
+
+
 class ImageRef(BaseModel):
     """One image of a JSON request: inline base64 ``data`` or an ``s3`` reference, exactly one of them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST
     data: str | None = Field(default=None, description="The image file, base64-encoded")
-    s3: str | None = Field(default=None, description="s3://bucket/key of an image the function may read")
+    s3: str | None = Field(default=None, description=f"An image the function may read: {S3_REF}")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ImageRef:
@@ -27,11 +37,11 @@ class ImageRef(BaseModel):
 
 
 class EmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST
     images: list[ImageRef] = Field(min_length=1, description="Up to MAX_BATCH_IMAGES (default 16) images")
     store: bool = Field(
         default=False,
-        description="Also write the DynamoDB item for each s3 reference, as the S3 function does",
+        description="Also write the DynamoDB item for each s3 reference, as the S3 function does (a JSON boolean)",
     )
 
 
@@ -106,7 +116,7 @@ def embedding_fields(emb: Embedding) -> dict[str, Any]:
 
 
 class TextRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST
     texts: list[str] = Field(
         min_length=1,
         max_length=MAX_TEXTS,
@@ -146,11 +156,11 @@ class TextResponse(BaseModel):
 class SearchRequest(BaseModel):
     """A query by text, by an inline image or by an image in S3 (exactly one), for the k nearest images."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_REQUEST
     text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS, description="Find images matching this text")
     image: str | None = Field(default=None, description="Find images like this one (the file, base64-encoded)")
-    s3: str | None = Field(default=None, description="Find images like s3://bucket/key")
-    k: int = Field(default=10, ge=1, le=100, description="How many results (1-100)")
+    s3: str | None = Field(default=None, description=f"Find images like this one: {S3_REF}")
+    k: int = Field(default=10, ge=1, le=100, description="How many results (1-100, a JSON integer)")
     prefix: str | None = Field(default=None, description="Only images whose key starts with this prefix")
 
     @model_validator(mode="after")
@@ -161,11 +171,11 @@ class SearchRequest(BaseModel):
 
 
 class SearchHit(BaseModel):
-    key: str
+    key: str = Field(description="The object key, exactly as stored: pass s3://{bucket}/{key} back as an s3 reference")
     bucket: str
     score: float = Field(description="Cosine similarity to the query (1: the same direction)")
-    width: int | None = None
-    height: int | None = None
+    width: int | None = Field(default=None, description="Absent where the index's record holds none")
+    height: int | None = Field(default=None, description="Absent where the index's record holds none")
     etag: str | None = None
 
 

@@ -31,6 +31,9 @@ VECTOR_INDEX = "VECTOR_INDEX"
 # The dimension the deployment was made for (template parameter EmbeddingDimension: the vector index's); empty:
 # not checked. INIT refuses a model of another dimension (handler.runtime).
 EMBEDDING_DIM = "EMBEDDING_DIM"
+# "true": run a model that is untrained (random-init) or ungated anyway (template AllowUntrainedModel); else
+# INIT refuses it (handler.runtime), as the deploy check does.
+ALLOW_UNTRAINED_MODEL = "ALLOW_UNTRAINED_MODEL"
 # Read by Powertools itself (we only default them) and by the runtime client.
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -66,6 +69,7 @@ class Settings:
     vector_bucket: str = ""
     vector_index: str = ""
     embedding_dim: int | None = None
+    allow_untrained: bool = False
 
     @property
     def limits(self) -> Limits:
@@ -88,6 +92,7 @@ class Settings:
             vector_bucket=env.get(VECTOR_BUCKET, "").strip(),
             vector_index=env.get(VECTOR_INDEX, "").strip(),
             embedding_dim=int(env[EMBEDDING_DIM]) if env.get(EMBEDDING_DIM, "").strip() else None,
+            allow_untrained=_flag(env.get(ALLOW_UNTRAINED_MODEL, "false")),
         )
 
 

@@ -18,21 +18,38 @@ Metadata of a vector:
   would not fit the filterable budget), ``width``, ``height``.
 
 ``query`` answers only vectors of the model this deployment embeds with: another model's vectors (left from
-before a model change, until the backfill re-embeds them) are not comparable with the query's.
+before a model change, until the backfill re-embeds them) are not comparable with the query's. Each vector a
+query returns is checked before it becomes a ``Match``: one without a usable bucket and key, with a width or
+height that is not an integer, or without a numeric distance (not written by this code, or damaged) is
+skipped, logged and counted (``IndexBadRecords``), so a query may return fewer than ``k``.
+
+Failures are split by what fixes them: throttling, 5xx, timeouts and unreachable endpoints raise
+``TransientError`` (a retry may succeed); every other refusal (``ValidationException``, such as an index of
+another dimension, ``NotFoundException``, ``AccessDeniedException``, KMS and quota errors...) raises
+``IndexMisconfigured``, which names the operation, the AWS error code and what to change in the deployment.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+)
 
-from handler.errors import TransientError
+from handler import location
+from handler.errors import IndexMisconfigured, TransientError
 from handler.item import ObjectMeta
-from handler.observability import subsegment, timed
+from handler.observability import count, logger, subsegment, timed
 from layer import Embedding
 
 if TYPE_CHECKING:
@@ -54,20 +71,52 @@ MAX_VECTOR_KEY = 1024  # a vector key's length limit
 # Filterable metadata is at most 2 KB a vector; bucket (≤ 63), model and etag take the rest.
 DIRS_BUDGET = 1536
 
+# Error codes a retry may fix (with HTTP 408, 429 and every 5xx, whatever their code); any other refusal is
+# permanent. S3 Vectors' own: TooManyRequestsException (429), ServiceUnavailableException (503),
+# InternalServerException (500), RequestTimeoutException (408); the rest are the generic AWS spellings.
+TRANSIENT_CODES = frozenset(
+    {
+        "TooManyRequestsException",
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "InternalServerException",
+        "InternalServerError",
+        "InternalFailure",
+        "InternalError",
+        "RequestTimeoutException",
+        "RequestTimeout",
+        "ExpiredTokenException",  # the role's session rotated under the request: new credentials fix it
+        "ExpiredToken",
+        "RequestExpired",
+    }
+)
+# botocore errors raised before any request is sent: the same call fails again.
+_PERMANENT_BOTOCORE = (ParamValidationError, NoRegionError, NoCredentialsError)
+# "…must have length 768, but has length 512" (PutVectors), "…the index has 768" (the local QueryVectors).
+_INDEX_DIMENSION = re.compile(
+    r"(?:must have (?:length|dimension)|index has|index dimension(?: is)?)\D{0,20}(\d+)", re.I
+)
+
 
 @dataclass(frozen=True)
 class Match:
     """One result of a query, best first.
 
     ``score`` is the cosine similarity (1 = same direction, -1 = opposite): S3 Vectors answers a cosine
-    *distance*, 1 - similarity, which ``query`` converts back."""
+    *distance*, 1 - similarity, which ``query`` converts back. ``width``, ``height`` and ``etag`` are None
+    where the vector's metadata does not hold them."""
 
     key: str  # the object key (not the pk)
     bucket: str
     score: float
-    width: int
-    height: int
-    etag: str
+    width: int | None
+    height: int | None
+    etag: str | None
 
 
 @dataclass(frozen=True)
@@ -80,8 +129,9 @@ class Entry:
 
 
 class VectorIndex(Protocol):
-    """Every method raises ``handler.errors.TransientError`` when the index fails (throttled, 5xx,
-    unreachable, refused): the record is retried, as for the table."""
+    """Every method raises ``handler.errors.TransientError`` when the index fails in a way a retry may fix
+    (throttled, 5xx, timed out, unreachable), and ``handler.errors.IndexMisconfigured`` (a subclass) when it
+    refuses for good (no such index, another dimension, no permission): the record is kept either way."""
 
     def put(self, meta: ObjectMeta, emb: Embedding) -> None:
         """Write (or overwrite) the object's vector: idempotent."""
@@ -160,19 +210,65 @@ class S3VectorsIndex:
         self.index = index
         self.model = model  # the only model ``query`` answers (None: any)
 
-    def _call(self, operation: str, what: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, operation: str, what: str, dim: int | None = None, **kwargs: Any) -> dict[str, Any]:
+        """``operation`` on the index; ``dim``: the length of the vector sent, to name a dimension mismatch."""
         method = getattr(self.client, operation)
         try:
             with subsegment(f"s3vectors.{operation}"), timed("IndexTime"):
                 response: dict[str, Any] = method(vectorBucketName=self.bucket, indexName=self.index, **kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise TransientError(f"S3 Vectors {operation} {what}: {exc}") from exc
+            raise self.classify(exc, operation, what, dim) from exc
         return response
+
+    def classify(self, exc: ClientError | BotoCoreError, operation: str, what: str, dim: int | None) -> TransientError:
+        """``TransientError`` for what a retry may fix, ``IndexMisconfigured`` (with its remedy) for the rest."""
+        api = "".join(part.capitalize() for part in operation.split("_"))  # put_vectors → PutVectors
+        if isinstance(exc, BotoCoreError):
+            if isinstance(exc, _PERMANENT_BOTOCORE):
+                remedy = f"the request could not be sent ({type(exc).__name__}): fix the function's configuration"
+                return IndexMisconfigured(api, type(exc).__name__, remedy, str(exc)[:300])
+            return TransientError(f"S3 Vectors {api} {what}: {exc}")  # connection refused/reset, timeouts
+        response: dict[str, Any] = dict(exc.response)
+        error = response.get("Error") or {}
+        code = str(error.get("Code") or "")
+        message = str(error.get("Message") or "")
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        if code in TRANSIENT_CODES or status in (408, 429) or (isinstance(status, int) and status >= 500):
+            return TransientError(f"S3 Vectors {api} {what}: {code or status}: {message}")
+        return IndexMisconfigured(api, code or str(status), self.remedy(api, code, message, dim), message[:300])
+
+    def remedy(self, api: str, code: str, message: str, dim: int | None) -> str:
+        """What to change in the deployment for a permanent refusal."""
+        where = f"the index {self.index!r} of the vector bucket {self.bucket!r}"
+        if code == "NotFoundException":
+            return (
+                f"{where} does not exist: deploy the stack's index (VECTOR_BUCKET/VECTOR_INDEX name it) or set "
+                "VectorIndex=none"
+            )
+        if code in ("AccessDeniedException", "AccessDenied"):
+            return (
+                f"this function's role may not call s3vectors:{api} on {where}: grant it (the template's policy "
+                "does) or set VectorIndex=none"
+            )
+        if code == "ValidationException":
+            found = _INDEX_DIMENSION.search(message)
+            held = int(found.group(1)) if found else None
+            if held is not None and dim is not None and held != dim:
+                return (
+                    f"the index holds {held}-d vectors, the model makes {dim}-d: deploy with --parameter-overrides "
+                    f"EmbeddingDimension={dim} (a new index of the model's dimension), then run the backfill"
+                )
+            return f"{where} refused the request ({message[:200] or 'no detail'}): check that it is the stack's index"
+        if code.startswith("Kms"):
+            return f"the KMS key of {where} cannot be used ({code}): enable it or let the function's role use it"
+        if code == "ServiceQuotaExceededException":
+            return f"an S3 Vectors quota of {where} is used up: raise it (Service Quotas) or remove vectors"
+        return f"{where} refused the request ({code}: {message[:200] or 'no detail'}): fix the deployment"
 
     def put(self, meta: ObjectMeta, emb: Embedding) -> None:
         data = np.asarray(emb.vector, dtype=np.float32).tolist()  # exact: every float32 is a float
         vector = {"key": vector_key(meta.pk), "data": {"float32": data}, "metadata": metadata(meta, emb)}
-        self._call("put_vectors", meta.pk, vectors=[vector])
+        self._call("put_vectors", meta.pk, len(data), vectors=[vector])
 
     def delete(self, pk: str) -> None:
         self._call("delete_vectors", pk, keys=[vector_key(pk)])
@@ -181,7 +277,8 @@ class S3VectorsIndex:
         got = self._call("get_vectors", pk, keys=[vector_key(pk)], returnMetadata=True)["vectors"]
         if not got:
             return None
-        md = got[0].get("metadata") or {}
+        md = got[0].get("metadata")
+        md = md if isinstance(md, dict) else {}  # other metadata than ours: not the item's vector, repaired
         return Entry(etag=str(md.get(ETAG, "")), model=str(md.get(MODEL, "")))
 
     def query(self, vector: np.ndarray, k: int, prefix: str | None = None) -> list[Match]:
@@ -193,28 +290,66 @@ class S3VectorsIndex:
             conditions.append({MODEL: {"$eq": self.model}})
         if directory:
             conditions.append({DIRS: {"$eq": directory}})
+        data = np.asarray(vector, dtype=np.float32).tolist()
         kwargs: dict[str, Any] = {
             "topK": k if exact else MAX_TOP_K,
-            "queryVector": {"float32": np.asarray(vector, dtype=np.float32).tolist()},
+            "queryVector": {"float32": data},
             "returnMetadata": True,
             "returnDistance": True,
         }
         if conditions:
             kwargs["filter"] = conditions[0] if len(conditions) == 1 else {"$and": conditions}
-        found = self._call("query_vectors", prefix or "(all)", **kwargs)["vectors"]
-        matches = [_match(v) for v in found]
+        found = self._call("query_vectors", prefix or "(all)", len(data), **kwargs).get("vectors") or []
+        matches = [m for m in map(_match, found) if m is not None]
         if not exact:
             matches = [m for m in matches if m.key.startswith(prefix or "")]
         return matches[:k]
 
 
-def _match(vector: dict[str, Any]) -> Match:
-    md = vector.get("metadata") or {}
-    return Match(
-        key=str(md.get(KEY, "")),
-        bucket=str(md.get(BUCKET, "")),
-        score=1.0 - float(vector.get("distance", 1.0)),
-        width=int(md.get(WIDTH, 0)),
-        height=int(md.get(HEIGHT, 0)),
-        etag=str(md.get(ETAG, "")),
-    )
+class BadRecord(ValueError):
+    """A vector whose metadata or distance is not what ``put`` writes."""
+
+
+def _size(md: dict[str, Any], name: str) -> int | None:
+    """A width or height: absent is None; else a non-negative integer (an integral float too: a JSON
+    number may come back as 640.0), never a bool, a string or null."""
+    if name not in md:
+        return None
+    value = md[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRecord(f"{name} is {value!r}, not an integer")
+    if (isinstance(value, float) and not value.is_integer()) or value < 0:
+        raise BadRecord(f"{name} is {value!r}, not a non-negative integer")
+    return int(value)
+
+
+def _checked(vector: Any) -> Match:
+    if not isinstance(vector, dict):
+        raise BadRecord(f"a result that is not an object: {type(vector).__name__}")
+    md = vector.get("metadata")
+    if not isinstance(md, dict):
+        raise BadRecord("no metadata")
+    try:
+        bucket, key = location.check(md.get(BUCKET), md.get(KEY))
+    except location.InvalidLocation as exc:
+        raise BadRecord(f"no usable bucket and key: {exc}") from exc
+    distance = vector.get("distance")
+    if isinstance(distance, bool) or not isinstance(distance, int | float) or not math.isfinite(distance):
+        raise BadRecord(f"distance is {distance!r}, not a number")
+    etag = md.get(ETAG)
+    if etag is not None and not isinstance(etag, str):
+        raise BadRecord(f"etag is {etag!r}, not a string")
+    return Match(key=key, bucket=bucket, score=1.0 - float(distance), width=_size(md, WIDTH),
+                 height=_size(md, HEIGHT), etag=etag)  # fmt: skip
+
+
+def _match(vector: Any) -> Match | None:
+    """A query's result as a ``Match``, or None (logged and counted) for a record ``put`` did not write."""
+    try:
+        return _checked(vector)
+    except BadRecord as exc:
+        vkey = vector.get("key") if isinstance(vector, dict) else None
+        count("IndexBadRecords")
+        logger.warning("index record skipped: not a vector this function wrote",
+                       extra={"vector_key": str(vkey)[:1100], "reason": str(exc)[:300]})  # fmt: skip
+        return None

@@ -2,8 +2,9 @@
 
 Runs as the image's last RUN step, as the runtime user, with the runtime's Python and files:
 1. the shipped model files match the sha256 in manifest.json (model.fp32.onnx is deliberately absent);
-2. both function modules import (``handler.s3``, ``handler.api``) and their INIT singleton builds:
-   engine from MODEL_DIR plus the boto3 clients (no network: clients connect lazily);
+2. both function modules import (``handler.s3``, ``handler.api``, ``handler.deploy_check``) and their INIT
+   singleton builds: engine from MODEL_DIR plus the boto3 clients (no network: clients connect lazily); INIT
+   refuses an untrained (random-init) or ungated model unless the build says ALLOW_UNTRAINED_MODEL=true;
 3. the model passed its self-check on the build machine's CPU (its canaries give the build's vectors);
 4. one generated JPEG (and a text, with a text tower) embeds to a unit vector of the manifest's dimension.
 Exits non-zero with a message on the first failure.
@@ -52,12 +53,16 @@ def main() -> int:
         return 0
 
     t0 = time.perf_counter()
-    for module in ("handler.s3", "handler.api"):
+    for module in ("handler.s3", "handler.api", "handler.deploy_check"):
         importlib.import_module(module)
     from handler import runtime
+    from layer.errors import ModelDirError
 
     runtime.require_text()  # as the API function does: the text tower loads too, if the model has one
-    rt = runtime.current()
+    try:
+        rt = runtime.current()
+    except ModelDirError as exc:
+        return fail(str(exc))
     init_s = time.perf_counter() - t0
     check = rt.engine.self_check
     if check is None or not check.passed:
@@ -79,6 +84,9 @@ def main() -> int:
         if t.vector.shape != (dim,) or abs(float((t.vector * t.vector).sum()) ** 0.5 - 1.0) > 1e-3:
             return fail(f"text embedding shape {t.vector.shape}")
         text = f"text tower ok ({t.tokens} tokens)"
+    why = runtime.untrained(manifest)
+    if why:
+        print(f"image_check: WARNING: UNTRAINED MODEL allowed by ALLOW_UNTRAINED_MODEL=true: {why}")
     print(
         f"image_check: ok: model {rt.engine.model_id}, import+init {init_s:.2f}s, dim {vec.shape[0]}, {text}, "
         f"self-check {check.ms:.0f} ms"

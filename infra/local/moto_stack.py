@@ -169,6 +169,8 @@ class MotoStack:
             "AWS_REGION": REGION,
             "TABLE_NAME": self.names.table,
             **({"EMBEDDING_DIM": str(self.names.dimension)} if self.names.dimension else {}),
+            # The local stack is for development: it runs random-init models (loudly: infra/local/stack.py).
+            "ALLOW_UNTRAINED_MODEL": "true",
             "ALLOWED_S3_BUCKETS": self.names.bucket,
             **self.vector_env(),
             **overrides,

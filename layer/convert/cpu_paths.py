@@ -123,7 +123,7 @@ class PathResult:
     def line(self) -> str:
         if self.status == "not_run":
             return f"    {self.path:16s} not run: {self.reason}"
-        cos = f"cos to fp32 min {self.cosine_min:.6f}"
+        cos = "no vectors" if self.cosine_min is None else f"cos to fp32 min {self.cosine_min:.6f}"
         agree = "" if self.agreement_min is None else f", agreement {self.agreement_min:.7f}"
         exact = " (bit-identical)" if self.bit_identical else ""
         why = f": {self.reason}" if self.reason else ""

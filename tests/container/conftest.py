@@ -107,8 +107,9 @@ def stage_model(model_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def image_build_args(base_image: str, model_dir: Path) -> dict[str, str]:
-    """The build args of the test image: local base, model built by the tests' model_dir fixture."""
-    return {"BASE_IMAGE": base_image, "MODEL_DIR": str(stage_model(model_dir))}
+    """The build args of the test image: local base, model built by the tests' model_dir fixture (random-init:
+    allowed explicitly, as a user would have to)."""
+    return {"BASE_IMAGE": base_image, "MODEL_DIR": str(stage_model(model_dir)), "ALLOW_UNTRAINED_MODEL": "true"}
 
 
 @pytest.fixture(scope="session")

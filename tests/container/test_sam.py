@@ -54,7 +54,7 @@ def sam(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[st
 def built_template(tmp_path_factory: pytest.TempPathFactory, image_build_args: dict[str, str]) -> Path:
     work = tmp_path_factory.mktemp("sam")
     template = yaml_parse((ROOT / "template.yaml").read_text())
-    for name in ("S3Function", "ApiFunction"):
+    for name in ("S3Function", "ApiFunction", "ModelCheckFunction"):
         meta = template["Resources"][name]["Metadata"]
         meta["DockerContext"] = str(ROOT)
         meta["DockerBuildArgs"] = {**meta["DockerBuildArgs"], **image_build_args}
@@ -64,7 +64,9 @@ def built_template(tmp_path_factory: pytest.TempPathFactory, image_build_args: d
     built = work / ".aws-sam" / "build" / "template.yaml"
     assert built.exists()
     resources = yaml_parse(built.read_text())["Resources"]
-    uris = {name: resources[name]["Properties"]["ImageUri"] for name in ("S3Function", "ApiFunction")}
+    uris = {
+        name: resources[name]["Properties"]["ImageUri"] for name in ("S3Function", "ApiFunction", "ModelCheckFunction")
+    }
     # Both functions come from the one Dockerfile; their images are the same layers.
     ids = {
         subprocess.run(

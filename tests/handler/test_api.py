@@ -97,7 +97,7 @@ def test_json_batch_in_order_with_errors_in_place(rt, context, photo, photo2) ->
 
 def test_store_writes_the_item_the_s3_function_would(rt, context, photo, photo2) -> None:
     rt.s3.put_object(Bucket=BUCKET, Key="a b.jpg", Body=photo, ContentType="image/jpeg")
-    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/a%20b.jpg"}], "store": True}, context)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/a b.jpg"}], "store": True}, context)
     assert status == 200 and body["results"][0]["stored"] is True
     item = rt.sink.get(f"s3://{BUCKET}/a b.jpg").attributes
     np.testing.assert_array_equal(decode_vector(item["embedding"]), FakeEngine.vector_for(photo))
@@ -388,8 +388,11 @@ def test_every_documented_status_is_in_the_openapi_document() -> None:
 
     paths = json.loads(openapi.PATH.read_text())["paths"]
     embed = set(paths["/embed"]["post"]["responses"])
-    assert {str(s) for s in API_ERRORS.values()} - {"404", "501"} <= embed
-    assert {"501", "503"} <= set(paths["/search"]["post"]["responses"])  # no text tower / index; index down
+    assert {str(s) for s in API_ERRORS.values()} - {"404", "501", "502"} <= embed
+    search = set(paths["/search"]["post"]["responses"])
+    assert {"501", "502", "503"} <= search  # no text tower / index; index misconfigured; index down
+    every = {status for ops in paths.values() for op in ops.values() for status in op.get("responses", {})}
+    assert {str(s) for s in API_ERRORS.values()} - {"404"} <= every
 
 
 def raw_base64_event(text: str) -> dict[str, Any]:
@@ -508,3 +511,70 @@ def test_the_failure_metric_is_in_the_functions_namespace(capsys, monkeypatch) -
     [blob] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "EmbedFailures" in x]
     assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == observability.NAMESPACE
     assert blob["code"] == "not_an_image"
+
+
+# ------------------------------------------------------------------------------------ s3 keys taken literally
+def test_an_s3_reference_key_is_taken_literally(rt, context, photo, photo2) -> None:
+    """x%2Fy.png and x/y.png are two objects; 100%25.png is the object named so; no %xx is ever decoded."""
+    keys = {"x%2Fy.png": photo, "x/y.png": photo2, "100%25.png": photo, "a+b c%20d.png": photo2}
+    for key, data in keys.items():
+        rt.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/{key}"} for key in keys]}, context)
+    assert status == 200
+    for result, (key, data) in zip(body["results"], keys.items(), strict=True):
+        assert "error" not in result, (key, result)
+        assert result["s3"] == f"s3://{BUCKET}/{key}"
+        np.testing.assert_array_equal(np.asarray(result["embedding"], np.float32), FakeEngine.vector_for(data))
+
+
+def test_store_writes_the_item_under_the_literal_key(rt, context, photo) -> None:
+    rt.s3.put_object(Bucket=BUCKET, Key="x%2Fy.png", Body=photo)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/x%2Fy.png"}], "store": True}, context)
+    assert status == 200 and body["results"][0]["stored"] is True
+    assert rt.sink.get(f"s3://{BUCKET}/x%2Fy.png") is not None and rt.sink.get(f"s3://{BUCKET}/x/y.png") is None
+
+
+def test_a_reference_to_a_decoded_name_is_not_found(rt, context, photo) -> None:
+    """Only 100%25.png exists: s3://…/100%.png is another (missing) object, not a decoding of it."""
+    rt.s3.put_object(Bucket=BUCKET, Key="100%25.png", Body=photo)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/100%.png"}]}, context)
+    assert status == 200
+    assert (body["results"][0]["status"], body["results"][0]["error"]["code"]) == (404, "s3_not_found")
+
+
+def test_parse_uri_is_the_inverse_of_uri() -> None:
+    from handler import location
+
+    for key in ("x%2Fy.png", "100%25.png", "a+b c.png", "x/y.png", "%", "%zz", "é%C3%A9"):
+        assert location.parse_uri(location.uri(BUCKET, key)) == (BUCKET, key)
+
+
+def test_a_search_result_key_can_be_fed_back(rt, context, photo, photo2) -> None:
+    """The key and bucket /search returns name the object as an s3 reference, for /embed and /search."""
+    from tests.handler.test_api_text_search import FakeIndex
+
+    rt.s3.put_object(Bucket=BUCKET, Key="x%2Fy.png", Body=photo)
+    rt.s3.put_object(Bucket=BUCKET, Key="x/y.png", Body=photo2)
+    rt.index = index = FakeIndex({"x%2Fy.png": FakeEngine.vector_for(photo), "x/y.png": FakeEngine.vector_for(photo2)})
+    status, body = call(http_event("POST", "/search", json.dumps({"s3": f"s3://{BUCKET}/x%2Fy.png", "k": 1}),
+                                   "application/json"), context)  # fmt: skip
+    assert status == 200 and [r["key"] for r in body["results"]] == ["x%2Fy.png"]
+    np.testing.assert_array_equal(index.queries[-1][0], FakeEngine.vector_for(photo))
+    hit = body["results"][0]
+    status, body = embed_json({"images": [{"s3": f"s3://{hit['bucket']}/{hit['key']}"}]}, context)
+    np.testing.assert_array_equal(np.asarray(body["results"][0]["embedding"], np.float32), FakeEngine.vector_for(photo))
+
+
+# ---------------------------------------------------------------------------------------- strict request fields
+@pytest.mark.parametrize("store", ["true", 1, 0, "false", None, [True]])
+def test_store_must_be_a_json_boolean(rt, context, photo, store: Any) -> None:
+    rt.s3.put_object(Bucket=BUCKET, Key="p.jpg", Body=photo)
+    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/p.jpg"}], "store": store}, context)
+    assert_error((status, body), 400, "invalid_request")
+    assert body["error"]["message"].startswith("store: ")
+    assert rt.sink.get(f"s3://{BUCKET}/p.jpg") is None
+
+
+@pytest.mark.parametrize("ref", [{"data": 5}, {"s3": 1}, {"data": True}, {"s3": ["s3://photos/p.jpg"]}])
+def test_image_references_are_strings(rt, context, ref: dict[str, Any]) -> None:
+    assert_error(embed_json({"images": [ref]}, context), 400, "invalid_request")

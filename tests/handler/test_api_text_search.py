@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from handler import api
-from handler.errors import TransientError
+from handler.errors import IndexMisconfigured, TransientError
+from handler.schemas import MAX_TEXTS
 from layer import ModelDirError
+from layer.text import MAX_TEXT_CHARS
 from tests.handler.helpers import BUCKET, FakeEngine, http_event
 
 
@@ -43,13 +45,15 @@ class Hit:
 class FakeIndex:
     """Ranks what it holds by dot product (the vectors are unit length), like the real index's cosine."""
 
-    def __init__(self, vectors: dict[str, np.ndarray] | None = None, fail: bool = False) -> None:
+    def __init__(self, vectors: dict[str, np.ndarray] | None = None, fail: bool | Exception = False) -> None:
         self.vectors = vectors or {}
         self.fail = fail
         self.queries: list[tuple[np.ndarray, int, str | None]] = []
 
     def query(self, vector: np.ndarray, k: int, prefix: str | None = None) -> list[Hit]:
         self.queries.append((vector, k, prefix))
+        if isinstance(self.fail, Exception):
+            raise self.fail
         if self.fail:
             raise TransientError("QueryVectors: SlowDown")
         keys = [key for key in self.vectors if prefix is None or key.startswith(prefix)]
@@ -160,3 +164,94 @@ def test_bad_searches_are_4xx(rt, context, payload: dict[str, Any], status: int,
 def test_an_index_that_fails_is_503(rt, context) -> None:
     rt.index = FakeIndex(fail=True)
     assert error_of(post("/search", {"text": "a cat"}, context)) == (503, "index_unavailable")
+
+
+def test_an_index_that_refuses_for_good_is_502_with_the_fix_not_a_retry(rt, context) -> None:
+    remedy = "the index holds 768-d vectors, the model makes 512-d: deploy with EmbeddingDimension=512"
+    rt.index = FakeIndex(fail=IndexMisconfigured("QueryVectors", "ValidationException", remedy))
+    status, body = post("/search", {"text": "a cat"}, context)
+    assert error_of((status, body)) == (502, "index_misconfigured")
+    message = body["error"]["message"]
+    assert "QueryVectors" in message and "ValidationException" in message and remedy in message
+    assert "retry" not in message
+
+
+def test_index_misconfigured_is_documented_on_search() -> None:
+    from handler import openapi
+
+    responses = openapi.document()["paths"]["/search"]["post"]["responses"]
+    assert "index_misconfigured" in responses["502"]["description"]
+    assert "index_unavailable" in responses["503"]["description"]
+
+
+# ----------------------------------------------------------------------------------- the text route's body size
+EMOJI = "\U0001f600"  # one character, escaped in JSON as a surrogate pair: \ud83d\ude00 (12 bytes)
+
+
+def text_event(body: str, *, base64_encoded: bool) -> dict[str, Any]:
+    return http_event("POST", "/embed/text", body, "application/json", base64_encoded=base64_encoded)
+
+
+def largest_valid_body() -> str:
+    """64 texts of 1,000 emoji, every character escaped, the field name too, padded with whitespace to the
+    route's bound: the largest body a valid request can have."""
+    name = "".join(f"\\u{ord(c):04x}" for c in "texts")
+    texts = ",".join([json.dumps(EMOJI * MAX_TEXT_CHARS)] * MAX_TEXTS)
+    body = "{" + '"' + name + '"' + ":[" + texts + "]}"
+    return body[:1] + " " * (api.TEXT_BODY_MAX_BYTES - len(body)) + body[1:]
+
+
+def test_the_largest_valid_text_request_is_answered(rt, context) -> None:
+    """64 x 1,000 emoji, JSON-escaped, base64-encoded as API Gateway delivers a binary body: 200, 64 vectors."""
+    body = json.dumps({"texts": [EMOJI * MAX_TEXT_CHARS] * MAX_TEXTS})  # ensure_ascii: \ud83d\ude00 each
+    assert len(body) == MAX_TEXTS * (MAX_TEXT_CHARS * 12 + 2) + (MAX_TEXTS - 1) * 2 + len('{"texts": []}')
+    for encoded in (True, False):
+        status, got = post_event(text_event(body, base64_encoded=encoded), context)
+        assert status == 200, got
+        assert len(got["results"]) == MAX_TEXTS and all(len(r["embedding"]) == 512 for r in got["results"])
+    expected = FakeEngine.vector_for((EMOJI * MAX_TEXT_CHARS).encode())
+    np.testing.assert_array_equal(np.asarray(got["results"][63]["embedding"], np.float32), expected)
+
+
+def test_the_text_body_bound_is_the_largest_valid_body(rt, context, monkeypatch) -> None:
+    """At the bound (escaped field name, whitespace to the last byte): answered; one byte more: 413
+    text_request_too_large, for a text body and a base64 one; a base64 body longer than the bound can encode
+    is refused by its length, never decoded."""
+    body = largest_valid_body()
+    assert len(body) == api.TEXT_BODY_MAX_BYTES
+    for encoded in (False, True):
+        status, got = post_event(text_event(body, base64_encoded=encoded), context)
+        assert status == 200 and len(got["results"]) == MAX_TEXTS, got
+        over = body[:1] + " " + body[1:]
+        status, got = post_event(text_event(over, base64_encoded=encoded), context)
+        assert error_of((status, got)) == (413, "text_request_too_large"), encoded
+    event = text_event("x", base64_encoded=True)
+    event["body"] = "A" * (4 * (api.TEXT_BODY_MAX_BYTES // 3 + 1) + 5)
+    monkeypatch.setattr(api.base64, "b64decode", lambda *a, **k: pytest.fail("decoded an oversized body"))
+    assert error_of(post_event(event, context)) == (413, "text_request_too_large")
+
+
+def test_the_text_body_bound_fits_lambdas_payload_limit() -> None:
+    """The largest valid request, base64 as API Gateway would pass it, fits Lambda's 6 MB invocation payload
+    (and API Gateway's 10 MB), with room for the rest of the event."""
+    assert 4 * (api.TEXT_BODY_MAX_BYTES // 3 + 1) + 4 < 6 * 1024 * 1024 - 64 * 1024
+
+
+def post_event(event: dict[str, Any], context: Any) -> tuple[int, dict[str, Any]]:
+    response = api.lambda_handler(event, context)
+    assert response["headers"]["Content-Type"] == "application/json"
+    return response["statusCode"], json.loads(response["body"])
+
+
+# ------------------------------------------------------------------------------------- strict request fields
+@pytest.mark.parametrize("k", [True, "5", 5.0, None, [5], 1e1])
+def test_k_must_be_a_json_integer(rt, context, k: Any) -> None:
+    rt.index = FakeIndex({"a.jpg": FakeEngine.vector_for(b"a")})
+    assert error_of(post("/search", {"text": "a cat", "k": k}, context)) == (400, "invalid_request")
+
+
+def test_search_fields_are_strict(rt, context) -> None:
+    rt.index = FakeIndex()
+    for payload in ({"text": 5}, {"text": True}, {"text": "a", "prefix": 3}, {"s3": 1}, {"image": ["x"]}):
+        assert error_of(post("/search", payload, context)) == (400, "invalid_request"), payload
+    assert post("/search", {"text": "a cat", "k": 5}, context)[0] == 200

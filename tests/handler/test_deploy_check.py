@@ -66,10 +66,11 @@ def test_a_fitting_deployment_succeeds(model_dir: Path, cloudformation: Any, mon
                                        context: Any) -> None:  # fmt: skip
     url, answers = cloudformation
     dim = Manifest.read(model_dir).dim
-    assert run(monkeypatch, model_dir, event(url, EmbeddingDimension=str(dim)), context)["status"] == "SUCCESS"
+    allowed = event(url, EmbeddingDimension=str(dim), AllowUntrainedModel="true")  # the tests' model is random-init
+    assert run(monkeypatch, model_dir, allowed, context)["status"] == "SUCCESS"
     [answer] = answers
     body = answer["body"]
-    assert body["Status"] == "SUCCESS" and body["Data"]["Dimension"] == str(dim)
+    assert body["Status"] == "SUCCESS" and body["Data"]["Dimension"] == str(dim) and body["Data"]["Untrained"] == "true"
     assert (body["StackId"], body["RequestId"], body["LogicalResourceId"]) == (
         "arn:aws:cloudformation:us-east-1:123456789012:stack/clip/uuid", "req-1", "ModelCheck",
     )  # fmt: skip
@@ -86,6 +87,16 @@ def test_another_dimension_fails_the_deployment_and_says_the_fix(
     assert body["Status"] == "FAILED" and f"EmbeddingDimension={dim}" in body["Reason"]
 
 
+def test_an_untrained_model_is_refused_unless_the_stack_allows_it(
+    model_dir: Path, cloudformation: Any, monkeypatch: pytest.MonkeyPatch, context: Any
+) -> None:
+    url, answers = cloudformation
+    assert Manifest.read(model_dir).random_init
+    run(monkeypatch, model_dir, event(url, EmbeddingDimension=str(Manifest.read(model_dir).dim)), context)
+    body = answers[0]["body"]
+    assert body["Status"] == "FAILED" and "untrained" in body["Reason"] and "AllowUntrainedModel=true" in body["Reason"]
+
+
 def test_a_corrupted_model_fails_its_self_check_at_deploy(
     model_dir: Path, cloudformation: Any, monkeypatch: pytest.MonkeyPatch, context: Any, tmp_path: Path
 ) -> None:
@@ -96,7 +107,7 @@ def test_a_corrupted_model_fails_its_self_check_at_deploy(
     canary = manifest["towers"]["image"]["canary"]
     canary["int8"] = {path: canary["fp32"] for path in canary["int8"]}  # not the shipped model's vectors
     (broken / "manifest.json").write_text(json.dumps(manifest))
-    run(monkeypatch, broken, event(url, EmbeddingDimension=str(manifest["dim"])), context)
+    run(monkeypatch, broken, event(url, EmbeddingDimension=str(manifest["dim"]), AllowUntrainedModel="true"), context)
     body = answers[0]["body"]
     assert body["Status"] == "FAILED" and "self-check" in body["Reason"] and "image" in body["Reason"]
 

@@ -15,17 +15,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
-from handler import indexing, ingest, runtime, s3, vector_index
-from handler.errors import TransientError
+from handler import api, indexing, ingest, runtime, s3, vector_index
+from handler.errors import IndexMisconfigured, TransientError
 from handler.events import Action, ObjectEvent
 from handler.ingest import Outcome, Result
 from handler.item import ObjectMeta
 from handler.settings import Settings
 from handler.vector_index import Entry, Match, S3VectorsIndex
-from infra.local.vector_query import rank
+from infra.local.vector_query import QueryError, rank
 from layer import Embedding
-from tests.handler.helpers import BUCKET, MODEL_ID, FakeEngine, s3_notification, sqs_event
+from tests.handler.helpers import BUCKET, MODEL_ID, FakeEngine, http_event, s3_notification, sqs_event
 
 VECTOR_BUCKET, INDEX = "clip-vectors-test", "images"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -37,30 +38,42 @@ class Http:
 
 
 class Faults:
-    """Fails the next calls of an S3 Vectors operation with a 503 (a before-call hook: moto never sees them),
-    and answers QueryVectors with the local emulation's exact ranking over what moto holds."""
+    """Fails the next calls of an S3 Vectors operation with an error (a 503 unless told: a before-call hook,
+    moto never sees them), and answers QueryVectors with the local emulation's exact ranking over what moto
+    holds in the index asked for (a missing index or a query of another dimension answered as S3 Vectors
+    would: NotFoundException, ValidationException)."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.pending: Counter[str] = Counter()
+        self.pending: dict[str, list[tuple[str, int]]] = {}
         self.calls: Counter[str] = Counter()
         client.meta.events.register("before-call.s3vectors", self._hook)
 
-    def fail(self, operation: str, times: int = 1) -> None:
-        self.pending[operation] += times
+    def fail(
+        self, operation: str, times: int = 1, code: str = "ServiceUnavailableException", status: int = 503
+    ) -> None:
+        self.pending.setdefault(operation, []).extend([(code, status)] * times)
 
     def _hook(self, model: Any, params: dict[str, Any], **_: Any) -> tuple[Http, dict[str, Any]] | None:
         self.calls[model.name] += 1
-        if self.pending[model.name] > 0:
-            self.pending[model.name] -= 1
-            error = {"Code": "ServiceUnavailableException", "Message": f"injected {model.name} failure"}
-            return Http(503), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 503}}
+        if self.pending.get(model.name):
+            code, status = self.pending[model.name].pop(0)
+            error = {"Code": code, "Message": f"injected {model.name} failure"}
+            return Http(status), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}
         if model.name == "QueryVectors":
-            listed = self.client.list_vectors(vectorBucketName=VECTOR_BUCKET, indexName=INDEX, returnData=True,
-                                              returnMetadata=True)["vectors"]  # fmt: skip
             request = json.loads(params["body"])
-            return Http(200), rank(request, listed, metric="cosine", dimension=512,
-                                   non_filterable=vector_index.NON_FILTERABLE)  # fmt: skip
+            where = {"vectorBucketName": request["vectorBucketName"], "indexName": request["indexName"]}
+            try:
+                index = self.client.get_index(**where)["index"]
+            except ClientError as exc:
+                return Http(exc.response["ResponseMetadata"]["HTTPStatusCode"]), exc.response
+            listed = self.client.list_vectors(**where, returnData=True, returnMetadata=True)["vectors"]
+            try:
+                return Http(200), rank(request, listed, metric="cosine", dimension=int(index["dimension"]),
+                                       non_filterable=vector_index.NON_FILTERABLE)  # fmt: skip
+            except QueryError as exc:
+                error = {"Code": "ValidationException", "Message": str(exc)}
+                return Http(400), {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}
         return None
 
 
@@ -442,3 +455,250 @@ def test_without_an_index_ingest_makes_no_index_call(rt, faults, photo) -> None:
     assert ingest.handle(event("k.jpg", **meta), rt).outcome is Outcome.DUPLICATE
     assert ingest.handle(event("k.jpg", seq="0B", action=Action.REMOVED), rt).outcome is Outcome.DELETED
     assert sum(faults.calls.values()) == 0
+
+
+# ------------------------------------------------------------------------------- permanent vs transient errors
+def wrong_dimension_index(vectors: Any, name: str = "images-768") -> str:
+    """An index of another dimension than the model's (768 vs the fake engine's 512), in the same bucket."""
+    config = {"nonFilterableMetadataKeys": list(vector_index.NON_FILTERABLE)}
+    vectors.create_index(vectorBucketName=VECTOR_BUCKET, indexName=name, dataType="float32", dimension=768,
+                         distanceMetric="cosine", metadataConfiguration=config)  # fmt: skip
+    return name
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("TooManyRequestsException", 429),
+        ("ThrottlingException", 400),  # throttling, whatever the status
+        ("SomethingNew", 429),  # any 429
+        ("ServiceUnavailableException", 503),
+        ("InternalServerException", 500),
+        ("InternalServerError", 500),
+        ("SomethingElse", 502),  # any 5xx
+        ("RequestTimeoutException", 408),
+    ],
+)
+def test_throttling_and_5xx_are_transient(irt, faults, code: str, status: int) -> None:
+    for operation in ("PutVectors", "QueryVectors", "GetVectors", "DeleteVectors"):
+        faults.fail(operation, code=code, status=status)
+    calls = [
+        lambda: put_vector(irt.index, "k.jpg", unit(1)),
+        lambda: irt.index.query(unit(1), 3),
+        lambda: irt.index.held(pk("k.jpg")),
+        lambda: irt.index.delete(pk("k.jpg")),
+    ]
+    for call in calls:
+        with pytest.raises(TransientError) as info:
+            call()
+        assert not isinstance(info.value, IndexMisconfigured), info.value
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "remedy"),
+    [
+        ("ValidationException", 400, "refused the request"),
+        ("NotFoundException", 404, "does not exist: deploy the stack's index"),
+        ("AccessDeniedException", 403, "may not call s3vectors:QueryVectors"),
+        ("ConflictException", 409, "fix the deployment"),
+        ("KmsDisabledException", 400, "KMS key"),
+        ("ServiceQuotaExceededException", 402, "quota"),
+    ],
+)
+def test_other_refusals_are_permanent_and_say_what_to_fix(irt, faults, code: str, status: int, remedy: str) -> None:
+    faults.fail("QueryVectors", code=code, status=status)
+    with pytest.raises(IndexMisconfigured) as info:
+        irt.index.query(unit(1), 3)
+    exc = info.value
+    assert (exc.operation, exc.aws_code, exc.code) == ("QueryVectors", code, "index_misconfigured")
+    assert remedy in exc.remedy and repr(INDEX) in exc.remedy, exc.remedy  # names the index it means
+    assert code in str(exc) and "QueryVectors" in str(exc) and "retry" not in exc.remedy
+
+
+def test_connection_errors_and_timeouts_are_transient_and_an_unsendable_request_permanent(irt, monkeypatch) -> None:
+    errors: list[Exception] = [
+        EndpointConnectionError(endpoint_url="https://s3vectors.us-east-1.api.aws"),
+        ReadTimeoutError(endpoint_url="https://s3vectors.us-east-1.api.aws"),
+    ]
+    for error in errors:
+        monkeypatch.setattr(irt.index.client, "query_vectors", lambda error=error, **kw: (_ for _ in ()).throw(error))
+        with pytest.raises(TransientError) as info:
+            irt.index.query(unit(1), 3)
+        assert not isinstance(info.value, IndexMisconfigured)
+    invalid = ParamValidationError(report="Invalid type for parameter topK")
+    monkeypatch.setattr(irt.index.client, "query_vectors", lambda **kw: (_ for _ in ()).throw(invalid))
+    with pytest.raises(IndexMisconfigured, match="ParamValidationError"):
+        irt.index.query(unit(1), 3)
+
+
+def test_an_index_of_another_dimension_is_named_with_both_dimensions(irt, vectors, faults) -> None:
+    irt.index = S3VectorsIndex(vectors, VECTOR_BUCKET, wrong_dimension_index(vectors), model=MODEL_ID)
+    for call in (lambda: put_vector(irt.index, "k.jpg", unit(1)), lambda: irt.index.query(unit(1), 3)):
+        with pytest.raises(IndexMisconfigured) as info:
+            call()
+        assert info.value.aws_code == "ValidationException"
+        assert "the index holds 768-d vectors, the model makes 512-d" in info.value.remedy
+        assert "EmbeddingDimension=512" in info.value.remedy
+
+
+def test_a_deleted_index_or_vector_bucket_is_permanent(irt, vectors, faults) -> None:
+    vectors.delete_index(vectorBucketName=VECTOR_BUCKET, indexName=INDEX)
+    for call in (lambda: put_vector(irt.index, "k.jpg", unit(1)), lambda: irt.index.held(pk("k.jpg"))):
+        with pytest.raises(IndexMisconfigured, match="does not exist") as info:
+            call()
+        assert info.value.aws_code == "NotFoundException" and "VectorIndex=none" in info.value.remedy
+    irt.index = S3VectorsIndex(vectors, "no-such-vector-bucket", INDEX, model=MODEL_ID)
+    with pytest.raises(IndexMisconfigured, match="no-such-vector-bucket"):
+        irt.index.query(unit(1), 3)
+
+
+@pytest.fixture
+def unflushed() -> Iterator[Any]:
+    """The metrics added outside a handler (which flushes them), from this test alone."""
+    from handler.observability import metrics
+
+    metrics.clear_metrics()
+    yield lambda: dict(metrics.metric_set)
+    metrics.clear_metrics()
+
+
+def emf_metrics(out: str) -> dict[str, list[float]]:
+    emf = [json.loads(x) for x in out.splitlines() if x.startswith('{"_aws"')]
+    return {m["Name"]: x[m["Name"]] for x in emf for d in x["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+
+
+def test_the_s3_function_keeps_a_record_the_index_refuses_for_good(irt, vectors, photo, context, capsys, logs) -> None:
+    """A deleted index: the record fails (SQS retries it, then the DLQ keeps it), logged as permanent with
+    the fix and counted as IndexMisconfigured, not as a transient failure; after the fix, the redrive indexes
+    it from the item, embedding nothing."""
+    meta = upload(irt, "k.jpg", photo)
+    body = s3_notification(BUCKET, "k.jpg", etag=meta["etag"], size=meta["size"], sequencer="0A")
+    vectors.delete_index(vectorBucketName=VECTOR_BUCKET, indexName=INDEX)
+    capsys.readouterr()
+    assert s3.lambda_handler(sqs_event(body), context) == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
+    counted = emf_metrics(capsys.readouterr().out)
+    assert counted.get("IndexMisconfigured") == [1.0] and "TransientFailures" not in counted
+    [line] = [x for x in logs() if x.get("aws_code")]
+    assert line["level"] == "ERROR" and line["message"].startswith("permanent vector index error")
+    assert line["operation"] == "PutVectors" and line["aws_code"] == "NotFoundException"
+    assert "deploy the stack's index" in line["remedy"] and line["message_id"] == "msg-0"
+    assert stored_vector(irt, "k.jpg") is not None  # the table holds the embedding: nothing lost
+    wrong_dimension_index(vectors, INDEX)  # "fixed" with an index of another dimension: still permanent
+    assert s3.lambda_handler(sqs_event(body), context)["batchItemFailures"] == [{"itemIdentifier": "msg-0"}]
+    assert "holds 768-d vectors" in [x for x in logs() if x.get("aws_code")][-1]["remedy"]
+    vectors.delete_index(vectorBucketName=VECTOR_BUCKET, indexName=INDEX)
+    config = {"nonFilterableMetadataKeys": list(vector_index.NON_FILTERABLE)}
+    vectors.create_index(vectorBucketName=VECTOR_BUCKET, indexName=INDEX, dataType="float32", dimension=512,
+                         distanceMetric="cosine", metadataConfiguration=config)  # fmt: skip
+    calls = irt.engine.calls
+    assert s3.lambda_handler(sqs_event(body), context) == {"batchItemFailures": []}  # the redrive
+    assert irt.engine.calls == calls
+    assert_follows(irt, vectors, "k.jpg")
+
+
+def test_a_direct_event_the_index_refuses_for_good_is_retried_and_counted(irt, vectors, photo, context, capsys) -> None:
+    meta = upload(irt, "k.jpg", photo)
+    vectors.delete_index(vectorBucketName=VECTOR_BUCKET, indexName=INDEX)
+    capsys.readouterr()
+    ev = s3_notification(BUCKET, "k.jpg", etag=meta["etag"], size=meta["size"], sequencer="0A")
+    with pytest.raises(TransientError, match=r"1 record\(s\) to retry: s3://photos/k\.jpg: index_misconfigured"):
+        s3.lambda_handler(ev, context)
+    counted = emf_metrics(capsys.readouterr().out)
+    assert counted.get("IndexMisconfigured") == [1.0] and "TransientFailures" not in counted
+
+
+def search(payload: dict[str, Any], context: Any) -> tuple[int, dict[str, Any]]:
+    response = api.lambda_handler(http_event("POST", "/search", json.dumps(payload), "application/json"), context)
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_search_answers_a_misconfigured_index_with_502_and_the_fix(irt, vectors, faults, context, capsys) -> None:
+    irt.index = S3VectorsIndex(vectors, VECTOR_BUCKET, wrong_dimension_index(vectors), model=MODEL_ID)
+    status, body = search({"text": "a cat"}, context)
+    assert (status, body["error"]["code"]) == (502, "index_misconfigured")
+    message = body["error"]["message"]
+    assert "QueryVectors" in message and "ValidationException" in message and "retry" not in message
+    assert "the index holds 768-d vectors, the model makes 512-d" in message
+    assert emf_metrics(capsys.readouterr().out).get("IndexMisconfigured") == [1.0]
+    irt.index = S3VectorsIndex(vectors, VECTOR_BUCKET, INDEX, model=MODEL_ID)
+    vectors.delete_index(vectorBucketName=VECTOR_BUCKET, indexName=INDEX)
+    status, body = search({"text": "a cat"}, context)
+    assert (status, body["error"]["code"]) == (502, "index_misconfigured")
+    assert "NotFoundException" in body["error"]["message"] and "VectorIndex=none" in body["error"]["message"]
+    faults.fail("QueryVectors", code="AccessDeniedException", status=403)
+    status, body = search({"text": "a cat"}, context)
+    assert (status, body["error"]["code"]) == (502, "index_misconfigured")
+    assert "may not call s3vectors:QueryVectors" in body["error"]["message"]
+    faults.fail("QueryVectors", code="ThrottlingException", status=400)
+    status, body = search({"text": "a cat"}, context)
+    assert (status, body["error"]["code"]) == (503, "index_unavailable") and "retry" in body["error"]["message"]
+
+
+# ---------------------------------------------------------------------------------- what a query trusts
+def raw_vector(vectors: Any, key: str, vector: np.ndarray, metadata: dict[str, Any]) -> None:
+    """A vector written around ``put`` (another writer, or damaged metadata)."""
+    vectors.put_vectors(vectorBucketName=VECTOR_BUCKET, indexName=INDEX,
+                        vectors=[{"key": key, "data": {"float32": vector.tolist()}, "metadata": metadata}])  # fmt: skip
+
+
+BAD_METADATA = {
+    "null-width": {"bucket": BUCKET, "key": "n.jpg", "model": MODEL_ID, "width": None, "height": 3},
+    "text-width": {"bucket": BUCKET, "key": "w.jpg", "model": MODEL_ID, "width": "wide", "height": 3},
+    "fraction-height": {"bucket": BUCKET, "key": "f.jpg", "model": MODEL_ID, "width": 4, "height": 2.5},
+    "negative-height": {"bucket": BUCKET, "key": "m.jpg", "model": MODEL_ID, "width": 4, "height": -1},
+    "bool-width": {"bucket": BUCKET, "key": "b.jpg", "model": MODEL_ID, "width": True, "height": 3},
+    "model-only": {"model": MODEL_ID},
+    "empty-key": {"bucket": BUCKET, "key": "", "model": MODEL_ID},
+    "numeric-key": {"bucket": BUCKET, "key": 7, "model": MODEL_ID},
+    "bad-bucket": {"bucket": "Not a bucket!", "key": "x.jpg", "model": MODEL_ID},
+    "no-bucket": {"key": "x.jpg", "model": MODEL_ID},
+    "numeric-etag": {"bucket": BUCKET, "key": "e.jpg", "model": MODEL_ID, "etag": 5},
+}
+
+
+def test_a_query_skips_records_without_a_usable_key_or_size(irt, vectors, faults, unflushed, logs) -> None:
+    query = unit(1)
+    for i, (name, md) in enumerate(BAD_METADATA.items()):
+        raw_vector(vectors, f"bad-{name}", query + 0.01 * unit(100 + i), md)  # nearer than the good ones
+    put_vector(irt.index, "good.jpg", unit(1) + 0.5 * unit(2))
+    raw_vector(
+        vectors, "sizeless", unit(1) + 0.6 * unit(3), {"bucket": BUCKET, "key": "sizeless.jpg", "model": MODEL_ID}
+    )
+    raw_vector(vectors, "float-size", unit(1) + 0.7 * unit(4),
+               {"bucket": BUCKET, "key": "float.jpg", "model": MODEL_ID, "width": 640.0, "height": 480.0})  # fmt: skip
+    got = irt.index.query(query, 20)
+    assert [m.key for m in got] == ["good.jpg", "sizeless.jpg", "float.jpg"]
+    assert (got[0].width, got[0].height, got[0].etag) == (4, 3, "e-good.jpg")
+    assert (got[1].width, got[1].height, got[1].etag) == (None, None, None)  # absent stays absent
+    assert (got[2].width, got[2].height) == (640, 480) and isinstance(got[2].width, int)
+    assert unflushed()["IndexBadRecords"]["Value"] == [1.0] * len(BAD_METADATA)
+    skipped = [x for x in logs() if x.get("message", "").startswith("index record skipped")]
+    assert {x["vector_key"] for x in skipped} == {f"bad-{name}" for name in BAD_METADATA}
+    assert all(x["level"] == "WARNING" and x["reason"] for x in skipped)
+
+
+def test_a_query_skips_records_without_a_numeric_distance(irt, unflushed) -> None:
+    md = {"bucket": BUCKET, "key": "k.jpg", "model": MODEL_ID, "width": 4, "height": 3}
+
+    class Client:
+        def query_vectors(self, **kw: Any) -> dict[str, Any]:
+            return {"vectors": [{"key": "none", "metadata": md}, {"key": "text", "distance": "0.1", "metadata": md},
+                                {"key": "nan", "distance": float("nan"), "metadata": md},
+                                {"key": "bool", "distance": False, "metadata": md},
+                                {"key": "meta", "distance": 0.2, "metadata": "not an object"},
+                                {"key": "ok", "distance": 0.25, "metadata": md}]}  # fmt: skip
+
+    index = S3VectorsIndex(Client(), VECTOR_BUCKET, INDEX, model=MODEL_ID)
+    assert index.query(unit(1), 10) == [Match("k.jpg", BUCKET, 0.75, 4, 3, None)]
+    assert unflushed()["IndexBadRecords"]["Value"] == [1.0] * 5
+
+
+def test_search_never_answers_a_bad_record_nor_a_500(irt, vectors, faults, context) -> None:
+    raw_vector(vectors, "bad-null", unit(1), {"bucket": BUCKET, "model": MODEL_ID, "key": "n.jpg", "width": None})
+    raw_vector(vectors, "bad-wide", unit(1), {"bucket": BUCKET, "model": MODEL_ID, "key": "w.jpg", "width": "wide"})
+    raw_vector(vectors, "bad-model-only", unit(1), {"model": MODEL_ID})
+    raw_vector(vectors, "sizeless", unit(2), {"bucket": BUCKET, "key": "sizeless.jpg", "model": MODEL_ID})
+    status, body = search({"text": "a cat", "k": 10}, context)
+    assert status == 200, body
+    assert [r["key"] for r in body["results"]] == ["sizeless.jpg"]
+    assert set(body["results"][0]) == {"key", "bucket", "score"}  # no width, height or etag stored: absent

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import regex
 import pytest
+import regex
 
 from layer.convert import bpe_vocab
 from layer.convert.bpe_vocab import MEMBER, N_MERGES, WHEEL, BpeVocab, VocabUnavailable, cache_dir, load_bpe
