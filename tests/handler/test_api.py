@@ -534,12 +534,15 @@ def test_store_writes_the_item_under_the_literal_key(rt, context, photo) -> None
     assert rt.sink.get(f"s3://{BUCKET}/x%2Fy.png") is not None and rt.sink.get(f"s3://{BUCKET}/x/y.png") is None
 
 
-def test_a_reference_to_a_decoded_name_is_not_found(rt, context, photo) -> None:
-    """Only 100%25.png exists: s3://…/100%.png is another (missing) object, not a decoding of it."""
-    rt.s3.put_object(Bucket=BUCKET, Key="100%25.png", Body=photo)
-    status, body = embed_json({"images": [{"s3": f"s3://{BUCKET}/100%.png"}]}, context)
+def test_a_reference_is_never_decoded_into_another_object(rt, context, photo) -> None:
+    """Only x/y.png and 100%.png exist: s3://…/x%2Fy.png and s3://…/100%25.png name other (missing) objects,
+    not decodings of those."""
+    rt.s3.put_object(Bucket=BUCKET, Key="x/y.png", Body=photo)
+    rt.s3.put_object(Bucket=BUCKET, Key="100%.png", Body=photo)
+    refs = [{"s3": f"s3://{BUCKET}/x%2Fy.png"}, {"s3": f"s3://{BUCKET}/100%25.png"}]
+    status, body = embed_json({"images": refs}, context)
     assert status == 200
-    assert (body["results"][0]["status"], body["results"][0]["error"]["code"]) == (404, "s3_not_found")
+    assert [(r.get("status"), r.get("error", {}).get("code")) for r in body["results"]] == [(404, "s3_not_found")] * 2
 
 
 def test_parse_uri_is_the_inverse_of_uri() -> None:
