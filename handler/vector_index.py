@@ -99,7 +99,7 @@ TRANSIENT_CODES = frozenset(
 _PERMANENT_BOTOCORE = (ParamValidationError, NoRegionError, NoCredentialsError)
 # "…must have length 768, but has length 512" (PutVectors), "…the index has 768" (the local QueryVectors).
 _INDEX_DIMENSION = re.compile(
-    r"(?:must have (?:length|dimension)|index has|index dimension(?: is)?)\D{0,20}(\d+)", re.I
+    r"(?:vector must have (?:length|dimension)|index has|index dimension(?: is| of)?)\s*:?\s*(\d+)", re.I
 )
 
 

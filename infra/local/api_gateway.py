@@ -17,6 +17,10 @@ both AWS's ``message`` and this project's ``{"error": {"code", "message"}}`` con
 (≈ 4.5 MB of raw image once base64-encoded); 404 for a method/path outside ``routes``; 502 when the
 function fails (an unhandled error or timeout) or returns something malformed.
 
+With ``iam`` (access key id → secret key), every route requires a SigV4 signature, as the template's
+default ``ApiAuth=AWS_IAM`` does: unsigned or badly signed requests get API Gateway's 403
+(``infra.local.sigv4``), so the clients the README names are tested against what a deployed stack answers.
+
 The server binds 127.0.0.1 only.
 """
 
@@ -37,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from infra.local.net import HOST
 from infra.local.rie import InvokeResult
+from infra.local.sigv4 import Refusal, verify
 
 LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024  # bytes of the invoke request (the JSON event), synchronous invokes
 API_PAYLOAD_LIMIT = 10 * 1024 * 1024  # bytes of an HTTP API request body
@@ -187,6 +192,9 @@ def from_result(result: InvokeResult) -> HttpResponse:
     return HttpResponse(status, headers, body)
 
 
+Authorize = Callable[[str, str, list[tuple[str, str]], bytes], "Refusal | None"]
+
+
 def handle(
     invoke: Invoke,
     method: str,
@@ -197,11 +205,21 @@ def handle(
     routes: Iterable[str] | None = None,
     source_ip: str = HOST,
     payload_limit: int = LAMBDA_PAYLOAD_LIMIT,
+    authorize: Authorize | None = None,
 ) -> HttpResponse:
-    """One request through the gateway: route, translate, check the payload limit, invoke, translate back."""
+    """One request through the gateway: route, authorize (IAM), translate, check the payload limit, invoke,
+    translate back."""
+    headers = list(headers)
     route_key = match_route(method.upper(), urlsplit(target).path or "/", routes)
     if route_key is None:
         return gateway_error(404, "not_found", f"no route {method.upper()} {urlsplit(target).path}")
+    if authorize is not None and (refusal := authorize(method, target, headers, body)) is not None:
+        # API Gateway's own body for an IAM refusal: {"message": ...}, no integration call.
+        return HttpResponse(
+            refusal.status,
+            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "ForbiddenException")],
+            json.dumps({"message": refusal.message}).encode(),
+        )
     event = to_event(method, target, headers, body, route_key=route_key, source_ip=source_ip)
     size = event_size(event)
     if size > payload_limit:
@@ -242,6 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
             routes=gw.routes,
             source_ip=self.client_address[0],
             payload_limit=gw.payload_limit,
+            authorize=gw.authorize if gw.iam is not None else None,
         )
         self._write(response)
 
@@ -310,6 +329,8 @@ class ApiGateway:
     payload_limit: int = LAMBDA_PAYLOAD_LIMIT
     api_limit: int = API_PAYLOAD_LIMIT
     access_log: Callable[[str], None] | None = None
+    iam: Mapping[str, str] | None = None  # access key id → secret key: SigV4 required (ApiAuth=AWS_IAM)
+    region: str = "us-east-1"
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: _Server | None = None
     _thread: threading.Thread | None = None
@@ -317,6 +338,10 @@ class ApiGateway:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    def authorize(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Refusal | None:
+        host = next((v for k, v in headers if k.lower() == "host"), f"{HOST}:{self.port}")
+        return verify(method, f"http://{host}{target}", headers, body, secrets=self.iam or {}, region=self.region)
 
     def serialized_invoke(self, event: dict[str, Any]) -> InvokeResult:
         """One invoke at a time (the RIE panics on concurrent invokes)."""

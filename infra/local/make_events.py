@@ -191,6 +191,10 @@ def env_vars() -> dict[str, Any]:
         "AWS_MAX_ATTEMPTS": "1",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_NAMESPACE": "ClipLambdaLocal",
+        # `sam local invoke` runs the image the tests build around their random-init model (no checkpoint is
+        # downloaded offline): INIT refuses an untrained model unless told it is on purpose (handler.runtime;
+        # the template's AllowUntrainedModel, "false" in a deployment).
+        "ALLOW_UNTRAINED_MODEL": "true",
     }
     return {"S3Function": dict(common), "ApiFunction": dict(common)}
 

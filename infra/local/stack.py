@@ -86,6 +86,13 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", type=Path, nargs="*", default=[], help=f"more files to upload under {UPLOAD_PREFIX}")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the demo's items")
     p.add_argument("--no-samples", action="store_true", help="do not upload the sample photos")
+    p.add_argument(
+        "--api-auth",
+        choices=["AWS_IAM", "NONE"],
+        default="AWS_IAM",
+        help="the API front's authorization, as the template's ApiAuth (default AWS_IAM: SigV4-signed requests "
+        "with the local credentials; unsigned ones get 403)",
+    )
     return p
 
 
@@ -228,10 +235,31 @@ class ItemReporter:
 
 
 # --- the API -------------------------------------------------------------------------------------------
+SIGN = True  # the front requires SigV4 (ApiAuth=AWS_IAM, the template's default); --api-auth none turns it off
+
+
+def signed_headers(method: str, url: str, data: bytes, content_type: str | None) -> dict[str, str]:
+    """SigV4 for execute-api with the local stack's credentials, as awscurl and the AWS SDKs sign."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(
+        method=method, url=url, data=data, headers={"Content-Type": content_type} if content_type else {}
+    )
+    keys = CREDENTIALS
+    creds = Credentials(keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"], keys.get("AWS_SESSION_TOKEN"))
+    SigV4Auth(creds, "execute-api", REGION).add_auth(request)
+    return dict(request.headers.items())
+
+
 def http(method: str, url: str, data: bytes | None = None, content_type: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback http only
     if content_type:
         request.add_header("Content-Type", content_type)
+    if SIGN:
+        for name, value in signed_headers(method, url, data or b"", content_type).items():
+            request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=300) as resp:  # noqa: S310
             status, body = resp.status, resp.read()
@@ -296,6 +324,8 @@ def instructions(stack: MotoStack, gateway: ApiGateway) -> str:
         f"aws_secret_access_key='{CREDENTIALS['AWS_SECRET_ACCESS_KEY']}'"
     )
     upload_key = f"{UPLOAD_PREFIX}photo.jpg"
+    curl = "awscurl --service execute-api --region " + REGION if SIGN else "curl"
+    auth_note = ", IAM auth as deployed: requests signed with the credentials above" if SIGN else ""
     aws_note = "" if shutil.which("aws") else "   (awscli is not installed here: pip install awscli, or use boto3)"
     return f"""
 Upload more photos: each one becomes a DynamoDB item within seconds, printed here as it lands.
@@ -304,16 +334,16 @@ Upload more photos: each one becomes a DynamoDB item within seconds, printed her
   {py} -c "import boto3; boto3.client('s3', {client}).upload_file('photo.jpg', '{n.bucket}', '{upload_key}')"
   (deleting an object deletes its item: aws --endpoint-url {ep} s3 rm s3://{n.bucket}/{UPLOAD_PREFIX}photo.jpg)
 
-Embed through the HTTP API (API Gateway HTTP API v2 front -> API function under the RIE):
-  curl -X POST {gateway.url}/embed -H 'Content-Type: image/jpeg' --data-binary @photo.jpg
-  curl {gateway.url}/health        curl {gateway.url}/model
-  curl -X POST {gateway.url}/embed/text -H 'Content-Type: application/json' -d '{{"texts": ["a cat"]}}'
-  curl -X POST {gateway.url}/embed -H 'Content-Type: application/json' \\
+Embed through the HTTP API (API Gateway HTTP API v2 front -> API function under the RIE){auth_note}:
+  {curl} -X POST {gateway.url}/embed -H 'Content-Type: image/jpeg' -d @photo.jpg
+  {curl} {gateway.url}/health        {curl} {gateway.url}/model
+  {curl} -X POST {gateway.url}/embed/text -H 'Content-Type: application/json' -d '{{"texts": ["a cat"]}}'
+  {curl} -X POST {gateway.url}/embed -H 'Content-Type: application/json' \\
        -d '{{"images": [{{"s3": "s3://{n.bucket}/{SAMPLE_PREFIX}china.jpg"}}]}}'
 
 Search the vector index (S3 Vectors in moto; QueryVectors is emulated locally, see infra/local/vector_query.py):
-  curl -X POST {gateway.url}/search -H 'Content-Type: application/json' -d '{{"text": "a red flower", "k": 3}}'
-  curl -X POST {gateway.url}/search -H 'Content-Type: application/json' \\
+  {curl} -X POST {gateway.url}/search -H 'Content-Type: application/json' -d '{{"text": "a red flower", "k": 3}}'
+  {curl} -X POST {gateway.url}/search -H 'Content-Type: application/json' \\
        -d '{{"s3": "s3://{n.bucket}/{SAMPLE_PREFIX}china.jpg", "k": 3}}'
 
 Read the items back (embedding = little-endian float32 x dim; failures carry error_code instead):
@@ -377,6 +407,8 @@ def uploads(photos: list[Path], samples: bool) -> list[tuple[str, Path]]:
 
 def main(argv: list[str]) -> int:
     args = arg_parser().parse_args(argv)
+    global SIGN  # noqa: PLW0603 - one process, one API front: its auth mode, set once before it starts
+    SIGN = args.api_auth == "AWS_IAM"
     missing = [str(p) for p in args.photos if not p.is_file()]
     if missing:
         say(f"error: no such file: {', '.join(missing)}")
@@ -438,10 +470,12 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
     poller.start()
     say(f"==> SQS event source mapping: {n.queue} -> clip-s3 (batches of up to {poller.batch_size})")
 
-    gateway = ApiGateway(api_fn.invoke, port=api_port, routes=TEMPLATE_ROUTES)
+    keys = {CREDENTIALS["AWS_ACCESS_KEY_ID"]: CREDENTIALS["AWS_SECRET_ACCESS_KEY"]} if SIGN else None
+    gateway = ApiGateway(api_fn.invoke, port=api_port, routes=TEMPLATE_ROUTES, iam=keys, region=REGION)
     cleanup.callback(stop_and_say, "API front", gateway.stop)
     gateway.start()
-    say(f"==> HTTP API front on {gateway.url}  ({', '.join(TEMPLATE_ROUTES)}) -> clip-api")
+    auth = "IAM auth: SigV4-signed requests only, as ApiAuth=AWS_IAM" if SIGN else "no auth, as ApiAuth=NONE"
+    say(f"==> HTTP API front on {gateway.url}  ({', '.join(TEMPLATE_ROUTES)}) -> clip-api; {auth}")
     say(f"    logs in {logs}")
     warm = threading.Thread(target=http, args=("GET", f"{gateway.url}/health"), daemon=True)
     warm.start()  # the API function's INIT (model load) overlaps the S3 pipeline's

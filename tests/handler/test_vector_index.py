@@ -702,3 +702,26 @@ def test_search_never_answers_a_bad_record_nor_a_500(irt, vectors, faults, conte
     assert status == 200, body
     assert [r["key"] for r in body["results"]] == ["sizeless.jpg"]
     assert set(body["results"][0]) == {"key", "bucket", "score"}  # no width, height or etag stored: absent
+
+
+@pytest.mark.parametrize(
+    ("message", "dimension"),
+    [
+        ("Invalid record for key 's3://b/k.jpg': vector must have length 768, but has length 512", 768),
+        ("Query vector dimension 512 does not match index dimension: 1024", 1024),
+        ("1 validation error detected: Member must have length between 3 and 63", None),  # not a dimension
+        ("Invalid record for key 's3://b/k.jpg': vector must have length 512, but has length 512", None),
+    ],
+)
+def test_a_validation_error_names_the_dimensions_only_when_they_differ(message: str, dimension: int | None) -> None:
+    class Client:
+        def query_vectors(self, **kw: Any) -> Any:
+            error = {"Code": "ValidationException", "Message": message}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 400}}, "QueryVectors")
+
+    with pytest.raises(IndexMisconfigured) as info:
+        S3VectorsIndex(Client(), VECTOR_BUCKET, INDEX, model=MODEL_ID).query(unit(1), 3)
+    if dimension is None:
+        assert "-d vectors" not in info.value.remedy and message in info.value.remedy
+    else:
+        assert f"the index holds {dimension}-d vectors, the model makes 512-d" in info.value.remedy
