@@ -119,3 +119,17 @@ def test_it_always_answers_even_without_a_model(cloudformation: Any, monkeypatch
     assert answers[0]["body"]["Status"] == "FAILED" and "cannot be loaded" in answers[0]["body"]["Reason"]
     run(monkeypatch, tmp_path / "nothing", event(url, "Delete"), context)  # a delete never loads anything
     assert answers[1]["body"]["Status"] == "SUCCESS"
+
+
+def test_a_rollback_to_another_image_is_not_judged_by_this_one(
+    cloudformation: Any, monkeypatch: pytest.MonkeyPatch, context: Any, tmp_path: Path
+) -> None:
+    """CloudFormation rolls a failed update back with an Update naming the previous image's version."""
+    url, answers = cloudformation
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "7")
+    old = {**event(url, "Update", EmbeddingDimension="768", ImageVersion="6")}
+    assert run(monkeypatch, tmp_path / "no-model-needed", old, context)["status"] == "SUCCESS"
+    assert "version 6 was checked when it was deployed" in answers[0]["body"]["Reason"]
+    same = {**event(url, "Update", EmbeddingDimension="768", ImageVersion="7")}
+    run(monkeypatch, tmp_path / "no-model-needed", same, context)  # its own version: checked (and fails here)
+    assert answers[1]["body"]["Status"] == "FAILED"

@@ -18,7 +18,9 @@ from layer.settings import EngineSettings
 def built(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> runtime.Runtime:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     limits = Limits(max_bytes=1234, max_pixels=5678)
-    settings = Settings(model_dir=str(model_dir), table_name="items", engine=EngineSettings(limits=limits, threads=1))
+    engine = EngineSettings(limits=limits, threads=1)
+    # The test model is random-init: INIT refuses it unless allowed (handler.runtime.check_trained).
+    settings = Settings(model_dir=str(model_dir), table_name="items", engine=engine, allow_untrained=True)
     return runtime.Runtime.from_env(settings)
 
 
@@ -38,7 +40,8 @@ def test_from_env_builds_the_engine_clients_and_sink_from_settings(built: runtim
 
 def test_fp32_precision_loads_the_fp32_export(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    rt = runtime.Runtime.from_env(Settings(model_dir=str(model_dir), precision="fp32", table_name="t"))
+    settings = Settings(model_dir=str(model_dir), precision="fp32", table_name="t", allow_untrained=True)  # random-init
+    rt = runtime.Runtime.from_env(settings)
     assert rt.engine.model_id.endswith("@fp32")
 
 

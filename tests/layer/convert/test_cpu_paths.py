@@ -111,6 +111,8 @@ def test_emulated_paths_agree_with_the_build_machine(manifest: Manifest, tower: 
     if name == native.kernel_path:  # this machine's own path: gated natively, on every gate input
         assert (result["status"], result["how"]) == ("passed", "native"), result
         assert result["inputs"] == (manifest.towers[tower].accuracy_gate or {})["n_images"]
+        if name == "x86-avx2":  # a real AVX2 CPU: its plain u8×s8 kernel saturates, re-encoded it is exact
+            assert (result["probe"]["u8s8_exact"], result["probe"]["reencoded_exact"]) == (False, True)
         return
     _require(result)
     assert (result["status"], result["how"]) == ("passed", "emulated"), result
