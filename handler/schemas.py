@@ -57,7 +57,10 @@ class ErrorResponse(BaseModel):
 class EmbeddingOut(BaseModel):
     model: str
     dim: int
-    embedding: list[float] = Field(description="Unit-length vector (L2 norm 1)")
+    embedding: list[float] = Field(
+        description="Unit-length vector (L2 norm 1) of `dim` floats: the model's dimension (GET /model; 512 for "
+        "ViT-B/32 and B/16, 768 for ViT-L/14)"
+    )
     norm: float = Field(description="L2 norm before normalisation: raw CLIP features = embedding * norm")
     width: int
     height: int

@@ -1,7 +1,8 @@
 """Export the towers to ONNX (torch.onnx dynamo exporter, opset 18, dynamic batch):
 
-- vision tower + projection: ``pixel_values`` float32 [N,3,224,224] → ``image_embeds`` [N,512];
-- text tower + projection: ``input_ids`` int64 [N,77] → ``text_embeds`` [N,512].
+- vision tower + projection: ``pixel_values`` float32 [N,3,S,S] (S: the checkpoint's crop size, 224 or 336) →
+  ``image_embeds`` [N, dim] (dim: its projection_dim, 512 for ViT-B, 768 for ViT-L);
+- text tower + projection: ``input_ids`` int64 [N,77] → ``text_embeds`` [N, dim].
 
 Both return the raw projected features (``get_image_features`` / ``get_text_features``), before L2 norm.
 """

@@ -199,8 +199,17 @@ def iam_gateway() -> Iterator[ApiGateway]:
         yield gw
 
 
-def signed(url: str, method: str = "POST", body: bytes = b"", *, key: str = "AKIDLOCAL", secret: str = "local-secret",
-           region: str = "us-east-1", service: str = "execute-api", token: str | None = None) -> dict[str, str]:  # fmt: skip
+def signed(
+    url: str,
+    method: str = "POST",
+    body: bytes = b"",
+    *,
+    key: str = "AKIDLOCAL",
+    secret: str = "local-secret",
+    region: str = "us-east-1",
+    service: str = "execute-api",
+    token: str | None = None,
+) -> dict[str, str]:
     """The headers botocore's SigV4 signer (what boto3, awscurl and the AWS SDKs use) adds to a request."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
