@@ -54,7 +54,7 @@ from handler.schemas import (
     error_body,
 )
 from layer import ImageError, ModelDirError
-from layer.errors import TextError
+from layer.errors import CodedError, TextError
 from layer.text import MAX_TEXT_CHARS, TextEmbedding
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -119,7 +119,7 @@ def error_response(status: int, code: str, message: str) -> Response[dict[str, A
     return json_response(status, error_body(code, message))
 
 
-def refused(exc: ImageError | TextError | RequestError) -> ErrorBody:
+def refused(exc: CodedError) -> ErrorBody:
     """Log and count a coded refusal (by code: a 503 is told apart from the caller's mistakes) and name it."""
     logger.info("request rejected", extra={"error_code": exc.code, "error_message": exc.message})
     record_failure(exc.code)
@@ -194,7 +194,7 @@ def embed() -> Response[dict[str, Any]]:
     kind = media_type()
     if kind.startswith("image/") or kind == "application/octet-stream":
         data = request_body(rt.settings.limits.max_bytes)
-        return json_response(200, EmbeddingOut.of(ingest.embed_image(rt.engine, data)).model_dump())
+        return json_response(200, EmbeddingOut.of(rt.embed_image(data)).model_dump())
     if is_json(kind):
         return json_response(200, embed_batch(rt).model_dump(exclude_none=True))
     raise RequestError(
@@ -256,7 +256,7 @@ def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> Ba
         else:
             blob = read_reference(rt, ref.s3 or "")
             data = blob.data
-        emb = ingest.embed_image(rt.engine, data)
+        emb = rt.embed_image(data)
     except (ImageError, RequestError) as exc:
         return BatchItem(index=index, s3=ref.s3, status=exc.http_status, error=refused(exc))
     item = BatchItem.embedded(index, emb, s3=ref.s3)
@@ -367,7 +367,7 @@ def search() -> Response[dict[str, Any]]:
             data, kind = _b64decode(request.image, "image"), "image"
         else:
             data, kind = read_reference(rt, request.s3 or "").data, "s3"
-        vector = ingest.embed_image(rt.engine, data).vector
+        vector = rt.embed_image(data).vector
     try:
         with subsegment("index.query"):
             matches = rt.index.query(vector, request.k, request.prefix)
@@ -423,8 +423,8 @@ def health() -> Health:
     return Health(status="ok", model=rt.engine.model_id, dim=rt.engine.dim)
 
 
-@app.exception_handler([ImageError, TextError, RequestError])
-def _coded_error(exc: ImageError | TextError | RequestError) -> Response:
+@app.exception_handler(CodedError)
+def _coded_error(exc: CodedError) -> Response:
     return json_response(exc.http_status, ErrorResponse(error=refused(exc)).model_dump())
 
 

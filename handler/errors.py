@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from layer.errors import CodedError
+
 
 class TransientError(RuntimeError):
     """A dependency failed in a way that retrying later can fix."""
@@ -67,20 +69,14 @@ class AccessDenied(PermissionError):
     """Reading the object was refused (bucket policy, KMS key)."""
 
 
-class RequestError(Exception):
+class RequestError(CodedError):
     """An API request answered with ``code`` and its status from ``API_ERRORS`` (one table, so a code can
     never be answered with two statuses)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
         self.http_status = API_ERRORS[code]
-
-    @property
-    def retryable(self) -> bool:
-        """Whether the same request may succeed later: a 503 (a 501 or 502 needs the deployment changed)."""
-        return self.http_status == 503
 
 
 # Every error code the API answers, with its HTTP status: the contract the README, the OpenAPI document and

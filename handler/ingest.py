@@ -18,8 +18,8 @@ from handler import indexing, item, objects
 from handler.errors import AccessDenied, ObjectChanged, ObjectGone, TransientError
 from handler.events import Action, ObjectEvent
 from handler.item import ObjectMeta, StoredItem
-from handler.observability import count, logger, record_embedding, record_failure, subsegment
-from handler.runtime import Engine, Runtime
+from handler.observability import count, logger, record_failure
+from handler.runtime import Runtime
 from layer import Embedding, ImageError, ImageTooLarge
 
 
@@ -38,14 +38,6 @@ class Result:
     outcome: Outcome
     uri: str
     code: str | None = None
-
-
-def embed_image(engine: Engine, data: bytes) -> Embedding:
-    """The engine call, as its own trace subsegment; raises ``ImageError`` for bad input."""
-    with subsegment("engine.embed_one"):
-        emb = engine.embed_one(data)
-    record_embedding(emb)
-    return emb
 
 
 @dataclass(frozen=True)
@@ -185,7 +177,7 @@ def finish(ev: ObjectEvent, rt: Runtime, fetched: Result | Fetched | Unindexed) 
     if fetched.error is not None:
         return fail(rt, ev, meta, fetched.error)
     try:
-        emb = embed_image(rt.engine, fetched.data)
+        emb = rt.embed_image(fetched.data)
     except ImageError as exc:
         return fail(rt, ev, meta, exc)
     if not rt.sink.put_embedding(meta, emb):

@@ -1,17 +1,18 @@
 """Typed errors for bad input: each carries a stable ``code`` and the HTTP status a caller should map it to.
 
-Bad input is a value, not a crash: the engine returns these in place of a vector for the image that caused
-them, so one bad image never poisons its batch.
+Bad input is a value, not a crash: the engine returns these in place of a vector for the input that caused
+them, so one bad image (or text) never poisons its batch. ``CodedError`` is the one base class of every
+coded refusal, the engine's and the API's (``handler.errors.RequestError``).
 """
 
 from __future__ import annotations
 
 
-class ImageError(ValueError):
-    """An input image that cannot be embedded. Permanent: retrying the same bytes gives the same error."""
+class CodedError(ValueError):
+    """A refusal with a stable ``code``, the HTTP ``http_status`` a caller should answer, and a message."""
 
-    code = "invalid_image"
-    http_status = 422
+    code = "invalid_input"
+    http_status = 400
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -19,6 +20,13 @@ class ImageError(ValueError):
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
+
+
+class ImageError(CodedError):
+    """An input image that cannot be embedded. Permanent: retrying the same bytes gives the same error."""
+
+    code = "invalid_image"
+    http_status = 422
 
 
 class EmptyImage(ImageError):
@@ -54,15 +62,11 @@ class CorruptImage(ImageError):
     http_status = 422
 
 
-class TextError(ValueError):
+class TextError(CodedError):
     """A text that cannot be embedded (the text tower's counterpart of ImageError)."""
 
     code = "invalid_text"
     http_status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class EmptyText(TextError):
