@@ -72,9 +72,9 @@ def measure(model: Path, runs: int = 12) -> dict[str, Any]:
     check = engine.self_check
     out["self_check_ms"] = check.ms if check else None
     out["self_check_passed"] = check.passed if check else None
-    from tests.imaging import photo_bytes
+    from layer.convert.calibration import sample_photo_paths
 
-    engine.embed_one(photo_bytes()["china.jpg"])
+    engine.embed_one(sample_photo_paths()[0].read_bytes())  # china.jpg, a real 640x427 camera JPEG
     out["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     image_s = out["towers"]["image"]["int8"] / 1e3
     out["usd_per_million_images_1024mb"] = round(1e6 * (image_s * MEMORY_MB / 1024 * X86_GB_SECOND + REQUEST), 2)

@@ -94,6 +94,9 @@ def write_checkpoint(
     if layers is not None:
         vision["num_hidden_layers"] = layers
         text["num_hidden_layers"] = layers
+    # Each tower's config carries the projection too, as the published config.json files do: a tower loaded
+    # on its own (CLIPVisionModelWithProjection) reads it from there.
+    vision["projection_dim"] = text["projection_dim"] = spec["projection_dim"]
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=spec["projection_dim"])
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()

@@ -355,7 +355,7 @@ def run(args: argparse.Namespace, session: Any, out: TextIO) -> int:
     print(arn)
     reports = f"s3://{stack.reports_bucket}/runs/{name}/"
     if not args.wait:
-        print(f"started; follow it with the Step Functions console, or again with --wait. Report: {reports}", file=out)
+        print(f"started; follow it in the Step Functions console (--wait follows it here). Report: {reports}", file=out)
         return 0
     status, progress = watch(sfn, arn, out)
     summary = {"execution": arn, "status": status, "report": reports}

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STDLIB = sys.stdlib_module_names
 
 # Third-party packages each part may import (the Lambda image installs the runtime ones only).
-ENGINE_PACKAGES = {"numpy", "onnxruntime", "PIL", "tokenizers"}  # tokenizers: the text tower only
+# tokenizers and ftfy: the text tower only (CLIP's BPE, and the reference tokenizer's text cleaning)
+ENGINE_PACKAGES = {"numpy", "onnxruntime", "PIL", "tokenizers", "ftfy"}
 HANDLER_PACKAGES = ENGINE_PACKAGES | {"boto3", "botocore", "aws_lambda_powertools", "pydantic"}
 
 

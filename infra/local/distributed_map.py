@@ -198,13 +198,16 @@ class MapDefinition:
 def resolve_parameters(
     parameters: Mapping[str, Any], execution_input: Mapping[str, Any], substitutions: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A state's ``Parameters``: ``key.$`` fields are reference paths into the execution input (a missing
-    field is ``None``), other strings take the state machine's ``${Name}`` substitutions."""
+    """A state's ``Parameters``: ``key.$`` fields are reference paths into the execution input (a path
+    that is not there fails the execution, as in Step Functions), other strings take the state machine's
+    ``${Name}`` substitutions."""
     out: dict[str, Any] = {}
     for key, value in parameters.items():
         if key.endswith(".$"):
             found = json_path(execution_input, str(value))
-            out[key[:-2]] = None if found is _MISSING else found
+            if found is _MISSING:
+                raise StatesError(f"the JSONPath {value!r} of {key!r} could not be found in the input")
+            out[key[:-2]] = found
         else:
             text = str(value)
             for name, sub in substitutions.items():

@@ -218,7 +218,8 @@ def test_a_run_for_another_model_fails_its_batches_and_writes_nothing(
     for i in range(10):
         s3.put_object(Bucket=stack.names.bucket, Key=f"other-model/{i}.jpg", Body=tiny_jpeg(i))
     runner = LocalDistributedMap(s3, stack.names.bucket, REPORTS, [f.invoke for f in functions])
-    execution = {"prefix": "other-model/", "batch_size": 5, "concurrency": 1, "model_id": "openai/other"}
+    execution = {"prefix": "other-model/", "batch_size": 5, "concurrency": 1, "model_id": "openai/other",
+                 "keys_url_encoded": False}  # fmt: skip
     result = runner.run(execution, name="wrong-model")
     assert result.counts.failed == result.counts.total == 10 and result.counts.retries == 0  # not retried
     assert result.status == "SUCCEEDED"  # ToleratedFailurePercentage 100: failed batches are reported, not fatal
@@ -228,10 +229,13 @@ def test_a_run_for_another_model_fails_its_batches_and_writes_nothing(
 
 
 def test_the_emulation_reads_the_templates_map() -> None:
-    """Batch input and retry rules come from template.yaml, not from a copy."""
+    """Batch input, retry rules and item readers come from template.yaml, not from a copy."""
     listing = MapDefinition.from_template("FromListing")
     csv = MapDefinition.from_template("FromCsv")
-    assert listing.batch_input == csv.batch_input
+    inventory = MapDefinition.from_template("FromInventory")
+    assert listing.batch_input == csv.batch_input == inventory.batch_input
+    assert listing.retry == csv.retry == inventory.retry
+    assert inventory.item_reader["ReaderConfig"] == {"InputType": "MANIFEST"}
     assert listing.batch_input["bucket"] == "${ImagesBucket}" and listing.batch_input["model_id.$"] == "$.model_id"
     (rule,) = listing.retry
     assert "TransientError" in rule.errors and "ModelMismatch" not in rule.errors and rule.max_attempts == 6

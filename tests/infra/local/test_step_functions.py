@@ -174,6 +174,20 @@ def test_an_unreadable_manifest_fails_the_execution_as_the_item_reader(
     assert sfn.list_map_runs(executionArn=arn)["mapRuns"] == []
 
 
+def test_an_input_without_a_field_the_map_reads_fails_the_execution(local: LocalBackfill, function: Function) -> None:
+    sfn = sfn_client(local)
+    assert local.sfn is not None
+    payload = execution_input()
+    del payload["model_id"]  # BatchInput's model_id.$: $.model_id
+    arn = sfn.start_execution(stateMachineArn=local.state_machine_arn, name="e4", input=json.dumps(payload))[
+        "executionArn"
+    ]
+    assert local.sfn.wait(arn).status == "FAILED"
+    described = sfn.describe_execution(executionArn=arn)
+    assert described["error"] == "States.Runtime" and "'$.model_id'" in described["cause"]
+    assert function.events == []
+
+
 def test_the_cli_runs_unchanged_against_the_local_stack(local: LocalBackfill, function: Function) -> None:
     assert local.sfn is not None and local.account is not None
     calls = local.account.calls

@@ -97,7 +97,7 @@ def test_manifest_lists_every_cpu_path_with_its_outcome(manifest: Manifest, towe
         if r["status"] == "not_run":
             assert r["reason"], r  # never silently skipped
         else:
-            assert r["cosine_min"] >= DEFAULT_MIN_COSINE
+            assert r["cosine_min"] >= gate["threshold"] >= DEFAULT_MIN_COSINE
     for name, path in BY_NAME.items():
         if path.qemu_cpu is None and name != native:
             assert results[name]["status"] == "not_run" and "QEMU" in results[name]["reason"]
@@ -116,7 +116,8 @@ def test_emulated_paths_agree_with_the_build_machine(manifest: Manifest, tower: 
         return
     _require(result)
     assert (result["status"], result["how"]) == ("passed", "emulated"), result
-    assert result["inputs"] == EMULATED_IMAGES and result["cosine_min"] >= DEFAULT_MIN_COSINE
+    threshold = (manifest.towers[tower].accuracy_gate or {})["threshold"]
+    assert result["inputs"] == EMULATED_IMAGES and result["cosine_min"] >= threshold >= DEFAULT_MIN_COSINE
     assert result["seconds_per_input"] > 0
     if BY_NAME[name].arch == native.arch == "x86_64":
         # Exact integers and ISA-independent float kernels: the same bits on every x86 path.
@@ -160,7 +161,7 @@ def test_emulated_avx2_cpu_probes_the_saturating_kernel_and_reencodes(
     """Proof that the emulation reaches the AVX2 kernels: the emulated EPYC Milan's probe finds its plain u8×s8
     kernel (VPMADDUBSW) saturating and its session re-encodes the weights: the same bits as here (whether this
     machine is AVX2 or VNNI). Told the weights are 7-bit (so no re-encoding at load), the vectors leave the
-    native ones."""
+    native ones by more than the gate allows between x86 paths."""
     exact, report = _emulate("x86-avx2", model_dir, manifest, pixels)
     cpu = report["cpu"]
     assert cpu["kernel_path"] == "x86-avx2" and cpu["exact_u8s8"] is False
@@ -171,8 +172,10 @@ def test_emulated_avx2_cpu_probes_the_saturating_kernel_and_reencodes(
     lied = dataclasses.replace(manifest, towers={**manifest.towers, IMAGE: image})
     saturated, report = _emulate("x86-avx2", model_dir, lied, pixels)
     assert report["cpu"]["probe"]["u8s8_exact"] is False and report["cpu"]["session_config"] == {}
+    # Every x86 path gives the native bits (above); the saturating kernel leaves them by more than the gate
+    # lets an x86 path differ (~1e-3 on plain int8, ~1e-4 where a recovery kept the sensitive nodes fp32).
     agreement = np.sum(saturated.astype(np.float64) * native_vectors, axis=1)
-    assert agreement.min() < 0.9999, agreement
+    assert agreement.min() < SAME_ARCH_AGREEMENT, agreement
 
 
 def test_arm64_with_sme_gives_the_graviton_vectors(model_dir: Path, manifest: Manifest, pixels: np.ndarray) -> None:
