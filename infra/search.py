@@ -5,7 +5,8 @@
         [--vector-bucket B --index I | --stack clip-lambda] [--endpoint-url http://127.0.0.1:PORT]
 
 The query is embedded here, with the model directory's own engine (the text tower for ``--query``), and
-sent to the index with QueryVectors: the same vectors and the same index the API's ``POST /search`` uses.
+sent to the index with QueryVectors: the same vectors and the same index the API's ``POST /search`` uses, and
+like it, only vectors of the same model are answered.
 The index is named by ``--vector-bucket``/``--index``, by the stack's outputs (``--stack``), or by the
 ``VECTOR_BUCKET``/``VECTOR_INDEX`` environment variables (what ``make run`` prints for its local index).
 Prints one JSON object per result, nearest first: ``{"rank", "key", "bucket", "score", "width", "height"}``.
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None, *, session: Any = None, out: TextIO = sy
         session = boto3.session.Session(region_name=args.region)
     bucket, index = index_names(args, session)
     client = session.client("s3vectors", endpoint_url=args.endpoint_url, config=BOTO_CONFIG)
-    matches = S3VectorsIndex(client, bucket, index).query(vector, args.k, args.prefix)
+    # Only this model's vectors: an index can hold another model's (before a backfill re-embeds them), which
+    # are not comparable with the query's.
+    matches = S3VectorsIndex(client, bucket, index, model=engine.model_id).query(vector, args.k, args.prefix)
     for rank, m in enumerate(matches, 1):
         row = {"rank": rank, "key": m.key, "bucket": m.bucket, "score": round(m.score, 6), "width": m.width,
                "height": m.height}  # fmt: skip

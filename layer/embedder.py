@@ -58,6 +58,11 @@ class Embedding:
         return int(self.vector.shape[0])
 
 
+def covered(gate: dict[str, Any] | None) -> bool:
+    """Whether a tower's build gate passed on a kernel path (its ``cpu_paths`` entry for the path)."""
+    return bool(gate and gate.get("status") == "passed")
+
+
 def pixel_values(
     data: bytes, config: PreprocessConfig, limits: Limits, *, fast_jpeg: bool = True, exif: bool = True
 ) -> tuple[np.ndarray, Decoded, Timings]:
@@ -186,8 +191,11 @@ class Embedder:
             else {**self.probe.to_dict(), "flags_agree": self.probe.u8s8_exact == flags_exact},
             "session_config": dict(self.image.settings.config),
             "graph_optimization": self.image.settings.optimization,
-            "towers": {name: t.report() for name, t in self.towers().items()},
-            "gate_covered": bool(gated and gated.get("status") == "passed"),
+            "towers": {
+                name: {**t.report(), "gate_covered": covered(t.spec.gate_for(path))}
+                for name, t in self.towers().items()
+            },
+            "gate_covered": covered(gated),
             "gate": gated,
             "self_check": None if self.self_check is None else self.self_check.to_dict(),
         }

@@ -29,32 +29,33 @@ class GateFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class GateResult:
-    n_images: int
+    n_inputs: int
     cosine_min: float
     cosine_mean: float
     worst: str
     threshold: float
     passed: bool
-    per_image: dict[str, float]
+    per_input: dict[str, float]  # each gate input's cosine, by name (an image's or a text's)
+    unit: str = "images"  # what the inputs were: "images" | "texts"
 
-    def to_dict(self, unit: str = "images") -> dict[str, Any]:
-        """``unit``: what the inputs were ("images" keeps the image gate's keys; "texts" names them
-        ``n_texts`` and ``per_text``)."""
-        names = {"n_images": f"n_{unit}", "per_image": f"per_{unit[:-1]}"}
-        return {names.get(k, k): v for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def judge(names: list[str], int8: np.ndarray, fp32: np.ndarray, threshold: float = DEFAULT_MIN_COSINE) -> GateResult:
-    """Cosine of each image's int8 vector to its fp32 vector."""
+def judge(
+    names: list[str], int8: np.ndarray, fp32: np.ndarray, threshold: float = DEFAULT_MIN_COSINE, unit: str = "images"
+) -> GateResult:
+    """Cosine of each input's int8 vector to its fp32 vector."""
     vals = np.sum(int8.astype(np.float64) * fp32.astype(np.float64), axis=1)
     cosines = dict(zip(names, (float(v) for v in vals), strict=True))
     worst = min(cosines, key=lambda k: cosines[k])
     return GateResult(
-        n_images=len(cosines),
+        n_inputs=len(cosines),
         cosine_min=round(float(vals.min()), 6),
         cosine_mean=round(float(vals.mean()), 6),
         worst=worst,
         threshold=threshold,
         passed=bool(vals.min() >= threshold),
-        per_image={k: round(v, 6) for k, v in cosines.items()},
+        per_input={k: round(v, 6) for k, v in cosines.items()},
+        unit=unit,
     )

@@ -173,7 +173,7 @@ class TowerBuild:
         feed = np.concatenate([self.job.inputs, self.job.canary_input[None]])
         vectors = _session(self.folder, spec, "int8").embed(feed)[0]
         int8, canary = vectors[:-1], vectors[-1]
-        gate = judge(self.job.names, int8, self.fp32, self.ctx.min_cosine)
+        gate = judge(self.job.names, int8, self.fp32, self.ctx.min_cosine, "texts" if self.spec.tokens else "images")
         kept = len(quant.nodes_to_exclude)
         self.ctx.log(
             f"    {plan.method if plan else 'int8'}{f' + {kept} kept fp32' if kept else ''}: cosine min "
@@ -183,7 +183,7 @@ class TowerBuild:
         return Verified(quant, gate, int8, outcome, canary, graph, plan)
 
     def _paths(self, spec: TowerSpec, int8: np.ndarray, gate: GateResult) -> PathsOutcome:
-        picked = pick_images(self.job.names, [gate.per_image[n] for n in self.job.names])
+        picked = pick_images(self.job.names, [gate.per_input[n] for n in self.job.names])
         probe = probe_u8s8(self.ctx.native.arch).to_dict()
         return run_cpu_paths(
             self.folder,
@@ -192,7 +192,7 @@ class TowerBuild:
             inputs=self.job.inputs[picked],
             native_int8=int8[picked],
             fp32=self.fp32[picked],
-            native_summary=native_result(self.ctx.native, list(gate.per_image.values()), probe),
+            native_summary=native_result(self.ctx.native, list(gate.per_input.values()), probe),
             native=self.ctx.native,
             canary=self.job.canary_input,
             mode=self.ctx.cross_cpu,
@@ -211,14 +211,17 @@ class TowerBuild:
         shutil.copyfile(self.folder / self.spec.file, self.plain_copy)
         chosen, recovery = first, None
         if not first.passed:
-            if not ctx.recover or job.quant.method != "dynamic":  # the simulation is of dynamic int8
+            if not ctx.recover:
                 self._refuse(first)
+            if job.quant.method != "dynamic":  # the recovery simulates dynamic int8 only
+                self._refuse(first, "the recovery plans dynamic int8 only: build with --quant-method dynamic "
+                             "(the default) or --precision fp32")  # fmt: skip
             chosen, recovery = self._recover(first)
         return self._finish(chosen, recovery, first)
 
-    def _refuse(self, v: Verified) -> None:
+    def _refuse(self, v: Verified, hint: str = "") -> None:
         if not v.gate.passed:
-            raise GateFailed(v.gate, self.spec.name)
+            raise GateFailed(v.gate, self.spec.name, hint)
         raise CpuPathsFailed(v.paths.results if v.paths else [])
 
     def _recover(self, first: Verified) -> tuple[Verified, dict[str, Any]]:

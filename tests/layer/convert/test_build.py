@@ -48,7 +48,7 @@ def test_model_directory_contract(model_dir: Path) -> None:
     assert image["quantization"]["method"] == "dynamic" and image["quantization"]["per_channel"] is True
     for tower in m["towers"].values():
         gate = tower["accuracy_gate"]
-        assert gate["passed"] is True and gate["n_images"] >= 15
+        assert gate["passed"] is True and gate["n_inputs"] >= 15
         assert gate["threshold"] <= gate["cosine_min"] <= gate["cosine_mean"] <= 1.0
         assert tower["dim"] == m["dim"] and tower["recovery"]["method"] in {"int8", "keep_fp32", "smoothquant",
                                                                            "smoothquant+keep_fp32"}  # fmt: skip

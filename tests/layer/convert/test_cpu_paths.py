@@ -89,7 +89,7 @@ def test_manifest_lists_every_cpu_path_with_its_outcome(manifest: Manifest, towe
     assert list(results) == [p.name for p in PATHS] + ([] if native in BY_NAME else [native])
     gate = spec.accuracy_gate or {}
     mine = results[native]
-    assert (mine["how"], mine["status"], mine["inputs"]) == ("native", "passed", gate["n_images"])
+    assert (mine["how"], mine["status"], mine["inputs"]) == ("native", "passed", gate["n_inputs"])
     assert mine["cosine_min"] == gate["cosine_min"]
     assert mine["probe"]["u8s8_exact"] == probe_u8s8(CpuInfo.detect().arch).u8s8_exact  # measured here
     for r in results.values():
@@ -110,7 +110,7 @@ def test_emulated_paths_agree_with_the_build_machine(manifest: Manifest, tower: 
     result = manifest.towers[tower].gate_for(name) or {}
     if name == native.kernel_path:  # this machine's own path: gated natively, on every gate input
         assert (result["status"], result["how"]) == ("passed", "native"), result
-        assert result["inputs"] == (manifest.towers[tower].accuracy_gate or {})["n_images"]
+        assert result["inputs"] == (manifest.towers[tower].accuracy_gate or {})["n_inputs"]
         if name == "x86-avx2":  # a real AVX2 CPU: its plain u8×s8 kernel saturates, re-encoded it is exact
             assert (result["probe"]["u8s8_exact"], result["probe"]["reencoded_exact"]) == (False, True)
         return

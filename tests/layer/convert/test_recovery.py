@@ -225,8 +225,6 @@ def outlier_model(request: pytest.FixtureRequest) -> Path:
     return cached_build(f"outliers-{seed}", str(outlier_checkpoint(seed)), cross_cpu_mode(), text=False)
 
 
-
-
 def _tower(model: Path, name: str) -> dict[str, Any]:
     return dict(json.loads((model / "manifest.json").read_text())["towers"][name])
 

@@ -24,7 +24,7 @@ from layer.convert.bpe_vocab import MEMBER, OPEN_CLIP, VOCAB_SHA256
 from layer.convert.calibration import CALIBRATION_TEXTS, CANARY_TEXT, calibration_images
 from layer.convert.cpu_paths import EMULATED_IMAGES, PATHS
 from layer.convert.emulation import ENGINE_PACKAGES as ROOT_PACKAGES
-from layer.convert.gate import CROSS_ARCH_AGREEMENT, DEFAULT_MIN_COSINE, SAME_ARCH_AGREEMENT, GateResult
+from layer.convert.gate import CROSS_ARCH_AGREEMENT, DEFAULT_MIN_COSINE, SAME_ARCH_AGREEMENT
 from layer.convert.quantize import GATHER, QuantSettings
 from layer.convert.text_tower import text_quant
 from layer.cpu import CpuInfo
@@ -86,13 +86,13 @@ def test_text_files_and_manifest_section(model_dir: Path) -> None:
     assert q["nodes_to_exclude"] == list(tower.kept_fp32)  # only what the recovery kept, if anything
 
     gate = tower.accuracy_gate or {}
-    assert gate["applicable"] is True and gate["passed"] is True and gate["n_images"] == len(CALIBRATION_TEXTS)
-    assert set(gate["per_image"]) == set(CALIBRATION_TEXTS)  # one cosine per gate text, by name
+    assert gate["applicable"] is True and gate["passed"] is True and gate["n_inputs"] == len(CALIBRATION_TEXTS)
+    assert set(gate["per_input"]) == set(CALIBRATION_TEXTS)  # one cosine per gate text, by name
     # the build's --min-cosine (at least the default), also the canary's bound at INIT
     assert gate["threshold"] >= DEFAULT_MIN_COSINE and tower.canary is not None
     assert tower.canary.min_cosine == gate["threshold"]
     assert gate["threshold"] <= gate["cosine_min"] <= gate["cosine_mean"] <= 1.0
-    assert gate["cosine_min"] == min(gate["per_image"].values())
+    assert gate["cosine_min"] == min(gate["per_input"].values())
     recovery = tower.recovery or {}
     assert recovery["method"] in RECOVERY_METHODS
     if recovery["method"] == "int8":  # plain int8 met the gate: nothing kept, nothing to report
@@ -299,7 +299,7 @@ def test_int8_agrees_with_fp32_on_the_gate_texts(checkpoint_model_dir: Path, our
     assert gate["passed"] and gate["cosine_min"] >= DEFAULT_MIN_COSINE
     # The gate measured what the runtime computes: its cosine per text, again here.
     measured = dict(zip(_texts(), cosines, strict=False))
-    recorded = gate["per_image"]
+    recorded = gate["per_input"]
     assert set(recorded) == set(CALIBRATION_TEXTS)
     assert all(abs(measured[t] - recorded[n]) <= 5e-6 for n, t in CALIBRATION_TEXTS.items()), recorded
 
@@ -491,8 +491,12 @@ def test_the_cli_gives_the_text_tower_the_vision_format(monkeypatch: pytest.Monk
     assert opts.text is True and opts.text_quant.op_types == ("MatMul", GATHER)
 
 
-def test_the_gate_result_can_name_its_texts() -> None:
-    result = GateResult(2, 0.9991, 0.9995, "b", 0.999, True, {"a": 0.9999, "b": 0.9991})
-    d = result.to_dict("texts")
-    assert list(d) == ["n_texts", "cosine_min", "cosine_mean", "worst", "threshold", "passed", "per_text"]
-    assert result.to_dict() == {**result.to_dict(), "n_images": 2, "per_image": {"a": 0.9999, "b": 0.9991}}
+def test_the_gate_result_says_what_its_inputs_were() -> None:
+    from layer.convert.gate import judge
+
+    int8 = np.eye(2, dtype=np.float32)
+    fp32 = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+    result = judge(["a", "b"], int8, fp32, 0.999, "texts")
+    d = result.to_dict()
+    assert (d["unit"], d["n_inputs"], d["worst"], d["passed"]) == ("texts", 2, "b", False)
+    assert d["per_input"] == {"a": 1.0, "b": 0.8} and d["cosine_min"] == 0.8
