@@ -54,8 +54,9 @@ from handler.schemas import (
     error_body,
 )
 from layer import ImageError, ModelDirError
+from layer.embedding import Embedding
 from layer.errors import CodedError, TextError
-from layer.text import MAX_TEXT_CHARS, TextEmbedding
+from layer.text import MAX_TEXT_CHARS
 
 app = APIGatewayHttpResolver(enable_validation=True)
 M = TypeVar("M", bound=BaseModel)
@@ -325,7 +326,7 @@ def one_text(rt: runtime.Runtime, index: int, text: str) -> TextItem:
         return TextItem(index=index, status=exc.http_status, error=refused(exc))
 
 
-def embed_text(rt: runtime.Runtime, text: str) -> TextEmbedding:
+def embed_text(rt: runtime.Runtime, text: str) -> Embedding:
     """The engine's text call; a model without a text tower is the deployment's 501, not the caller's error."""
     try:
         with subsegment("engine.embed_text"):

@@ -22,7 +22,6 @@ from handler.vector_index import VectorIndex
 from layer import Embedder, Embedding, Limits, ModelDirError
 from layer.manifest import Manifest
 from layer.selfcheck import SelfCheck
-from layer.text import TextEmbedding
 
 # "standard" retries throttling and 5xx with backoff (max_attempts=3 retries: 4 attempts in all); short
 # timeouts so that an unreachable endpoint fails the record (and SQS retries it) long before the function
@@ -43,7 +42,7 @@ class Engine(Protocol):
 
     def embed_one(self, data: bytes) -> Embedding: ...
 
-    def embed_text(self, text: str) -> TextEmbedding: ...
+    def embed_text(self, text: str) -> Embedding: ...
 
     def cpu_report(self) -> dict[str, Any]: ...
 

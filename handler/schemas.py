@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from layer import Embedding
-from layer.text import MAX_TEXT_CHARS, TextEmbedding
+from layer.text import MAX_TEXT_CHARS
 
 MAX_TEXTS = 64  # texts per POST /embed/text: one session run each, ~10 ms apiece
 
@@ -140,7 +140,7 @@ class TextItem(BaseModel):
     error: ErrorBody | None = None
 
     @classmethod
-    def embedded(cls, index: int, emb: TextEmbedding) -> TextItem:
+    def embedded(cls, index: int, emb: Embedding) -> TextItem:
         return cls(
             index=index,
             embedding=emb.vector.tolist(),

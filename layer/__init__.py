@@ -14,7 +14,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from layer.embedder import Embedder, Embedding
+    from layer.embedder import Embedder
+    from layer.embedding import Embedding
     from layer.errors import (
         CorruptImage,
         EmptyImage,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Embedder": "layer.embedder",
-    "Embedding": "layer.embedder",
+    "Embedding": "layer.embedding",
     "CorruptImage": "layer.errors",
     "EmptyImage": "layer.errors",
     "ImageError": "layer.errors",

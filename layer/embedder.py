@@ -9,7 +9,6 @@ file that computes other vectors knows it before it writes one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,15 @@ import numpy as np
 from layer.config import PreprocessConfig
 from layer.cpu import CpuInfo, Probe, probe_u8s8
 from layer.decode import Decoded, decode
+from layer.embedding import Embedding, Timings, l2_normalize
 from layer.errors import ModelDirError
 from layer.limits import Limits
 from layer.manifest import Manifest
 from layer.preprocess import preprocess
 from layer.selfcheck import SelfCheck, run_self_check
 from layer.settings import EngineSettings
-from layer.text import ClipTokenizer, TextEmbedding, TextEncoder
-from layer.tower import Precision, TowerSession, l2_normalize
+from layer.text import ClipTokenizer, TextEncoder
+from layer.tower import Precision, TowerSession
 
 __all__ = ["Embedder", "Embedding", "Timings", "l2_normalize", "pixel_values"]
 
@@ -34,28 +34,6 @@ __all__ = ["Embedder", "Embedding", "Timings", "l2_normalize", "pixel_values"]
 # decode + resize, at cosine ≥ 0.99999 to the exact path on the benchmark photos (the test requires ≥ 0.9995:
 # tests/layer/test_fidelity.py).
 FAST_JPEG_FACTOR = 1.5
-
-
-@dataclass(frozen=True)
-class Timings:
-    decode_ms: float = 0.0
-    preprocess_ms: float = 0.0
-    inference_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class Embedding:
-    vector: np.ndarray = field(repr=False)  # float32 [dim], unit L2 norm
-    norm: float  # L2 norm before normalization: raw CLIP features = vector * norm
-    width: int  # original size, after EXIF orientation
-    height: int
-    model: str
-    format: str = "unknown"
-    timings: Timings = field(default_factory=Timings, compare=False)
-
-    @property
-    def dim(self) -> int:
-        return int(self.vector.shape[0])
 
 
 def covered(gate: dict[str, Any] | None) -> bool:
@@ -215,7 +193,7 @@ class Embedder:
         return self.image.embed(pixels)
 
     # --- public API ---------------------------------------------------------------------------------
-    def embed_text(self, text: str) -> TextEmbedding:
+    def embed_text(self, text: str) -> Embedding:
         """Embed one text into the images' space; raises ``TextError`` for a text it refuses."""
         if self.text is None:
             raise ModelDirError("no text tower loaded: from_dir(..., text=True) on a model built with one")
@@ -235,5 +213,5 @@ class Embedder:
             height=decoded.height,
             model=self.model_id,
             format=decoded.format,
-            timings=Timings(t.decode_ms, t.preprocess_ms, inference_ms),
+            timings=Timings(decode_ms=t.decode_ms, preprocess_ms=t.preprocess_ms, inference_ms=inference_ms),
         )

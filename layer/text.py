@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from layer.embedding import Embedding, Timings
 from layer.errors import EmptyText, ModelDirError, TextError, TextTooLong
 from layer.manifest import TokenLayout
 from layer.tower import TowerSession
@@ -35,26 +36,6 @@ class Tokens:
     ids: np.ndarray = field(repr=False)  # int64 [context_length]: BOS, tokens, EOS, padding
     count: int  # tokens kept, BOS and EOS included
     truncated: bool  # the text had more tokens than the context holds
-
-
-@dataclass(frozen=True)
-class TextTimings:
-    tokenize_ms: float = 0.0
-    inference_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class TextEmbedding:
-    vector: np.ndarray = field(repr=False)  # float32 [dim], unit L2 norm
-    norm: float
-    model: str
-    tokens: int
-    truncated: bool
-    timings: TextTimings = field(default_factory=TextTimings, compare=False)
-
-    @property
-    def dim(self) -> int:
-        return int(self.vector.shape[0])
 
 
 def clean(text: str) -> str:
@@ -120,17 +101,18 @@ class TextEncoder:
     def __init__(self, tower: TowerSession, tokenizer: ClipTokenizer, model_id: str) -> None:
         self.tower, self.tokenizer, self.model_id = tower, tokenizer, model_id
 
-    def embed(self, text: str) -> TextEmbedding:
+    def embed(self, text: str) -> Embedding:
         t0 = time.perf_counter()
         tokens = self.tokenizer.encode(check_text(text))
         t1 = time.perf_counter()
         unit, norms = self.tower.embed(tokens.ids[None])
         t2 = time.perf_counter()
-        return TextEmbedding(
+        return Embedding(
             vector=unit[0],
             norm=float(norms[0]),
             model=self.model_id,
+            tower=self.tower.spec.name,
             tokens=tokens.count,
             truncated=tokens.truncated,
-            timings=TextTimings((t1 - t0) * 1e3, (t2 - t1) * 1e3),
+            timings=Timings(tokenize_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3),
         )

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from layer.cpu import CpuInfo, Probe, SessionTuning, int8_tuning
+from layer.embedding import l2_normalize
 from layer.errors import ModelDirError
 from layer.manifest import TowerSpec
 from layer.session import SessionSettings, create_session
@@ -23,13 +24,6 @@ from layer.settings import EngineSettings
 
 Precision = Literal["int8", "fp32"]
 FP32_TUNING = SessionTuning(optimization="all")  # the plain export: every graph optimization at load
-
-
-def l2_normalize(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit rows (float32) and the norms they had (float32): raw features = unit × norm."""
-    norms = np.linalg.norm(features.astype(np.float64), axis=-1, keepdims=True)
-    unit = (features / np.maximum(norms, 1e-12)).astype(np.float32)
-    return unit, norms[..., 0].astype(np.float32)
 
 
 class TowerSession:

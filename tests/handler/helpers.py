@@ -14,10 +14,10 @@ import numpy as np
 
 from layer import Embedding, Limits
 from layer.decode import decode
-from layer.embedder import Timings
+from layer.embedding import Timings
 from layer.manifest import IMAGE, Manifest, TowerSpec
 from layer.selfcheck import SelfCheck
-from layer.text import TextEmbedding, check_text
+from layer.text import check_text
 
 EVENTS = Path(__file__).with_name("events")
 BUCKET = "photos"
@@ -56,10 +56,10 @@ class FakeEngine:
     def cpu_report() -> dict[str, Any]:
         return {"kernel_path": "x86-avx2", "gate_covered": False, "session_config": {}}
 
-    def embed_text(self, text: str) -> TextEmbedding:
+    def embed_text(self, text: str) -> Embedding:
         """The real text checks; a vector from the text's hash, ``truncated`` past 77 words."""
         words = check_text(text).split()
-        return TextEmbedding(
+        return Embedding(
             vector=self.vector_for(text.encode()), norm=7.5, model=self.model_id,
             tokens=min(len(words), 75) + 2, truncated=len(words) > 75,
         )  # fmt: skip
@@ -74,7 +74,7 @@ class FakeEngine:
             height=decoded.height,
             model=self.model_id,
             format=decoded.format,
-            timings=Timings(1.0, 2.0, 3.0),
+            timings=Timings(decode_ms=1.0, preprocess_ms=2.0, inference_ms=3.0),
         )
 
 

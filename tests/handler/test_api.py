@@ -483,7 +483,7 @@ def test_the_readme_error_table_is_the_api_errors_table() -> None:
 
     from handler.errors import API_ERRORS
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
     table = readme[readme.index("| status | codes |") :].split("\n\n")[0]
     documented = {
         code: int(row[0])

@@ -11,12 +11,20 @@ from handler import item
 from handler.item import ObjectMeta, StoredItem
 from handler.sinks.dynamodb import from_dynamodb, to_dynamodb
 from layer import Embedding
-from layer.embedder import Timings
+from layer.embedding import Timings
 
 
 def _emb(vector: np.ndarray | None = None) -> Embedding:
     v = np.arange(512, dtype=np.float32) / 512 if vector is None else vector
-    return Embedding(vector=v, norm=10.25, width=640, height=427, model="m/1", format="JPEG", timings=Timings(1, 2, 3))
+    return Embedding(
+        vector=v,
+        norm=10.25,
+        width=640,
+        height=427,
+        model="m/1",
+        format="JPEG",
+        timings=Timings(decode_ms=1, preprocess_ms=2, inference_ms=3),
+    )
 
 
 META = ObjectMeta(bucket="b", key="dir/a b.jpg", order_key="1AB", etag="e1", version_id="v1", sequencer="AB",

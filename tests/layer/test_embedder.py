@@ -126,7 +126,17 @@ def test_cpu_report_names_the_path_the_probe_the_sessions_and_the_check(model_di
     probe = probe_u8s8(cpu.arch)
     assert e.probe is probe
     assert report["probe"] == {**probe.to_dict(), "flags_agree": probe.u8s8_exact == cpu.exact_u8s8}
-    assert report["towers"] == {"image": e.image.report(), "text": e.text.tower.report()}  # type: ignore[union-attr]
+    covered = {name: spec.gate_for(cpu.kernel_path) for name, spec in e.manifest.towers.items()}
+    assert report["towers"] == {
+        "image": {
+            **e.image.report(),
+            "gate_covered": bool(covered["image"] and covered["image"]["status"] == "passed"),
+        },
+        "text": {
+            **e.text.tower.report(),
+            "gate_covered": bool(covered["text"] and covered["text"]["status"] == "passed"),
+        },  # type: ignore[union-attr]
+    }
     assert report["towers"]["text"]["file"] == "text_model.onnx"
     assert e.self_check is not None and report["self_check"] == e.self_check.to_dict()
     json.dumps(report)  # logged and served as JSON
