@@ -39,7 +39,9 @@ def readme_commands(kind: str = "deployed-stack") -> list[str]:
 
 def run_readme(commands: list[str], env: dict[str, str], cwd: Path) -> list[tuple[str, int, str]]:
     """Every command in one bash session (they share variables), each one's exit status and output apart."""
-    script = "\n".join(f"echo '{MARK}{i}'\n{cmd}\necho \"{MARK}{i} rc=$?\"" for i, cmd in enumerate(commands))
+    script = "\n".join(
+        f"echo '{MARK}{i}'\n{cmd}\nrc=$?\necho\necho \"{MARK}{i} rc=$rc\"" for i, cmd in enumerate(commands)
+    )
     proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     results = []
     for i, cmd in enumerate(commands):
@@ -80,8 +82,8 @@ def test_every_readme_command_runs_against_a_stack_of_the_deployed_shape(
     rows = [json.loads(line) for line in out["clip-lambda"].splitlines() if line.startswith("{")]
     backfill = rows[-1]
     assert backfill["status"] == "SUCCEEDED" and backfill["total"] == 1  # the one object, a duplicate by now
-    search_rows = [json.loads(line) for cmd, _, o in results if cmd.startswith("clip-lambda search") for line in
-                   o.splitlines()]  # fmt: skip
+    search_rows = [json.loads(line) for cmd, _, o in results if cmd.startswith("clip-lambda search")
+                   for line in o.splitlines() if line.startswith("{")]  # fmt: skip
     assert search_rows and search_rows[0]["key"] == "holiday/photo.jpg"
 
 
