@@ -1,7 +1,7 @@
 """The item contract: one record per S3 object, its key, the rule that orders writes to it, its attributes and
 the vector codec. Every sink stores this item; every reader (tests, the local stack, the soak) decodes it here.
 
-Item (design.md): ``pk`` = ``s3://{bucket}/{key}``, ``embedding`` (little-endian float32 x ``dim``), ``dim``,
+Item (docs/architecture.md#the-item): ``pk`` = ``s3://{bucket}/{key}``, ``embedding`` (little-endian float32 x ``dim``), ``dim``,
 ``norm``, ``model``, ``etag``, ``version_id``, ``sequencer``, ``size``, ``width``, ``height``,
 ``content_type``, ``embedded_at``, plus ``order_key``, the value every conditional write compares: a write or
 a delete applies only if the stored ``order_key`` is not greater, so a duplicate or late event never replaces

@@ -15,7 +15,7 @@ from aws_lambda_powertools.shared.functions import strtobool
 from layer import Limits
 from layer.settings import IMAGE_MODEL_DIR, EngineSettings
 
-# Environment variables (the configuration contract in design.md and the README).
+# Environment variables (the configuration contract: docs/operations.md#environment).
 MODEL_DIR = "MODEL_DIR"
 MODEL_PRECISION = "MODEL_PRECISION"  # "int8" (default) | "fp32"
 SINK = "SINK"  # a module of handler/sinks; default "dynamodb"

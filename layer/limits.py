@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 # 12-MP phone photos and 61-MP camera shots pass; a 1-GP "bomb" PNG of a few KB does not. The bound is the
-# memory of the worst image it admits: a 64-MP PNG with alpha peaks at 788 MiB in the S3 function's process
-# (decoded RGBA + RGB, both 4 bytes a pixel in Pillow), inside its default 1,024 MB; at 100 MP it was 1,037.
+# memory of the worst image it admits: a 64-MP PNG with alpha (decoded RGBA + RGB, both 4 bytes a pixel in
+# Pillow) peaks below the S3 function's default 1,024 MB (tests/layer/test_memory.py asserts the bound; the
+# measured peak is in docs/operations.md); at 100 MP it did not fit.
 DEFAULT_MAX_PIXELS = 64_000_000
 # Pillow keeps a pointer per row: a 200-byte 1×100,000,000 PNG would need 800 MB of them. JPEG's own maximum.
 DEFAULT_MAX_SIDE = 65_535

@@ -27,7 +27,7 @@ BUILD_CACHE = "CLIP_LAMBDA_BUILD_CACHE"
 # Lambda grants CPU time in proportion to memory: 1,769 MB buys one vCPU's worth.
 LAMBDA_MB_PER_VCPU = 1769
 
-# Environment variables (the configuration contract in design.md and the README).
+# Environment variables (the configuration contract: docs/operations.md#environment).
 MAX_IMAGE_BYTES = "MAX_IMAGE_BYTES"
 MAX_IMAGE_PIXELS = "MAX_IMAGE_PIXELS"
 MAX_IMAGE_SIDE = "MAX_IMAGE_SIDE"

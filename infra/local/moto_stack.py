@@ -161,7 +161,7 @@ class MotoStack:
         )
 
     def function_env(self, **overrides: str) -> dict[str, str]:
-        """Environment for a function that talks to this stack (the design.md configuration contract)."""
+        """Environment for a function that talks to this stack (docs/operations.md#environment)."""
         return {
             **CREDENTIALS,
             "AWS_ENDPOINT_URL": self.endpoint,
