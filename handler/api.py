@@ -16,6 +16,7 @@ import binascii
 import json
 from typing import Any, TypeVar
 
+import numpy as np
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
@@ -23,7 +24,7 @@ from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from handler import ingest, location, objects, runtime, settings
+from handler import indexing, ingest, item, location, objects, runtime, settings
 from handler.errors import (
     API_ERRORS,
     AccessDenied,
@@ -260,17 +261,17 @@ def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> Ba
         emb = rt.embed_image(data)
     except (ImageError, RequestError) as exc:
         return BatchItem(index=index, s3=ref.s3, status=exc.http_status, error=refused(exc))
-    item = BatchItem.embedded(index, emb, s3=ref.s3)
+    out = BatchItem.embedded(index, emb, s3=ref.s3)
     if store and blob is not None:
         try:
             outcome = ingest.store(rt, blob, emb)
-            item.stored = outcome in (ingest.Outcome.EMBEDDED, ingest.Outcome.DUPLICATE)
+            out.stored = outcome in (ingest.Outcome.EMBEDDED, ingest.Outcome.DUPLICATE)
         except TransientError as exc:
             logger.warning("store failed", extra={"s3_uri": ref.s3, "error": str(exc)})
             code = "store_unavailable"
-            item.stored, item.status = False, API_ERRORS[code]
-            item.error = ErrorBody(code=code, message="DynamoDB write failed")
-    return item
+            out.stored, out.status = False, API_ERRORS[code]
+            out.error = ErrorBody(code=code, message="DynamoDB write failed")
+    return out
 
 
 def read_reference(rt: runtime.Runtime, uri: str) -> objects.S3Blob:
@@ -342,7 +343,9 @@ def embed_text(rt: runtime.Runtime, text: str) -> Embedding:
         'JSON {"text": "a red bicycle"} or {"image": base64} or {"s3": "s3://bucket/key"}, with "k" (1-100, '
         'default 10) and an optional key "prefix" → {"results": [{"key", "bucket", "score", "width", '
         '"height", "etag"}]}, best first; score is the cosine similarity. "k" is a JSON integer; an "s3" key '
-        "is taken literally (no %xx decoding), as a result's key and bucket give it. An index that refuses for "
+        "is taken literally (no %xx decoding), as a result's key and bucket give it, and answered with the "
+        "object's stored vector when its item holds this model's embedding (from the item or the index), else "
+        "the object is read and embedded. An index that refuses for "
         "good (missing, another dimension, no permission) is a 502 index_misconfigured saying what to fix; "
         "one that does not answer, a 503 index_unavailable (retry)."
     ),
@@ -363,12 +366,13 @@ def search() -> Response[dict[str, Any]]:
     if request.text is not None:
         text = embed_text(rt, request.text)
         vector, truncated, kind = text.vector, text.truncated, "text"
-    else:
-        if request.image is not None:
-            data, kind = _b64decode(request.image, "image"), "image"
-        else:
-            data, kind = read_reference(rt, request.s3 or "").data, "s3"
+    elif request.image is not None:
+        data, kind = _b64decode(request.image, "image"), "image"
         vector = rt.embed_image(data).vector
+    else:
+        kind = "s3"
+        found = stored_query_vector(rt, request.s3 or "")
+        vector = found if found is not None else rt.embed_image(read_reference(rt, request.s3 or "").data).vector
     try:
         with subsegment("index.query"):
             matches = rt.index.query(vector, request.k, request.prefix)
@@ -386,6 +390,28 @@ def search() -> Response[dict[str, Any]]:
     count("Searches")
     answer = SearchResponse(model=rt.engine.model_id, query=kind, truncated=truncated, results=hits)
     return json_response(200, answer.model_dump(exclude_none=True))
+
+
+def stored_query_vector(rt: runtime.Runtime, uri: str) -> np.ndarray | None:
+    """An s3 query's vector as already embedded: the object's item, if it holds this model's embedding, with
+    its vector from the item or the index (``handler.indexing.stored_vector``); None (embed it now) when
+    there is none, or when the table or index does not answer."""
+    try:
+        bucket, key = location.parse_uri(uri)
+    except location.InvalidLocation as exc:
+        raise RequestError("invalid_s3_uri", str(exc)) from exc
+    if bucket not in rt.settings.allowed_buckets:
+        raise RequestError("s3_bucket_not_allowed", f"bucket {bucket!r} is not one this API reads")
+    try:
+        stored = rt.sink.get(item.pk(bucket, key))
+        if stored is None or not stored.has_embedding or stored.attributes.get(item.MODEL) != rt.engine.model_id:
+            return None
+        vector, _ = indexing.stored_vector(stored, rt.index)
+    except TransientError:
+        return None
+    if vector is not None:
+        count("SearchStoredVectors")
+    return vector
 
 
 @app.get(

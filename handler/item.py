@@ -1,11 +1,14 @@
 """The item contract: one record per S3 object, its key, the rule that orders writes to it, its attributes and
 the vector codec. Every sink stores this item; every reader (tests, the local stack, the soak) decodes it here.
 
-Item (docs/architecture.md#the-item): ``pk`` = ``s3://{bucket}/{key}``, ``embedding`` (little-endian float32 x ``dim``), ``dim``,
-``norm``, ``model``, ``etag``, ``version_id``, ``sequencer``, ``size``, ``width``, ``height``,
-``content_type``, ``embedded_at``, plus ``order_key``, the value every conditional write compares: a write or
-a delete applies only if the stored ``order_key`` is not greater, so a duplicate or late event never replaces
-newer data (an equal key is the same event again and may rewrite identical data).
+Item (docs/architecture.md#the-item): ``pk`` = ``s3://{bucket}/{key}``, ``dim``, ``norm``, ``model``, ``etag``,
+``version_id``, ``sequencer``, ``size``, ``width``, ``height``, ``content_type``, ``embedded_at``, plus
+``order_key``, the value every conditional write compares: a write or a delete applies only if the stored
+``order_key`` is not greater, so a duplicate or late event never replaces newer data (an equal key is the
+same event again and may rewrite identical data). The vector is ``embedding`` as the deployment's
+``ITEM_VECTOR`` says: ``full`` (little-endian float32 × ``dim``), ``float16`` (little-endian float16 × ``dim``,
+with ``vector_format`` = ``float16``), or ``none`` (no vector in the item: it lives in the vector index alone,
+so the item fits one DynamoDB write unit).
 
 A permanent input error is recorded at the same ``pk`` with ``error_code``, ``error_message``, ``failed_at``
 and no ``embedding``, under the same rule: ``GetItem(pk)`` answers "what happened to this object?".
@@ -41,7 +44,12 @@ EMBEDDED_AT = "embedded_at"
 ERROR_CODE = "error_code"
 ERROR_MESSAGE = "error_message"
 FAILED_AT = "failed_at"
+VECTOR_FORMAT = "vector_format"  # absent: float32 (the original contract)
 MAX_ERROR_MESSAGE = 1000
+# Where an item's vector goes (ITEM_VECTOR): in the item at full precision, at half precision, or only in the
+# vector index.
+FULL, FLOAT16, NONE = "full", "float16", "none"
+VECTOR_FORMATS = (FULL, FLOAT16, NONE)
 
 # Sequencers are hex strings of varying length; S3 says: right-pad the shorter with zeros, then compare as
 # strings. 64 digits leaves room for any sequencer S3 has produced (18-20 today).
@@ -64,12 +72,13 @@ def order_key(sequencer: str | None, when: datetime) -> str:
     return "0" + when.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%f")
 
 
-def encode_vector(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+def encode_vector(vector: np.ndarray, fmt: str = FULL) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f2" if fmt == FLOAT16 else "<f4").tobytes()
 
 
-def decode_vector(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, "<f4")
+def decode_vector(blob: bytes, fmt: str = FULL) -> np.ndarray:
+    """float32, whatever it was stored as."""
+    return np.frombuffer(blob, "<f2" if fmt == FLOAT16 else "<f4").astype(np.float32)
 
 
 def now_iso() -> str:
@@ -105,10 +114,16 @@ class ObjectMeta:
         return item
 
 
-def embedding_item(meta: ObjectMeta, emb: Embedding) -> Attributes:
+def embedding_item(meta: ObjectMeta, emb: Embedding, vector: str = FULL) -> Attributes:
+    """The item of an embedded object; ``vector``: where its vector goes (``FULL``, ``FLOAT16``, ``NONE``)."""
+    held: Attributes = {}
+    if vector == FULL:
+        held = {EMBEDDING: encode_vector(emb.vector)}
+    elif vector == FLOAT16:
+        held = {EMBEDDING: encode_vector(emb.vector, FLOAT16), VECTOR_FORMAT: FLOAT16}
     return {
         **meta.attributes(),
-        EMBEDDING: encode_vector(emb.vector),
+        **held,
         DIM: emb.dim,
         NORM: float(emb.norm),
         MODEL: emb.model,
@@ -135,17 +150,23 @@ class StoredItem:
     attributes: Mapping[str, Any]
 
     @property
+    def pk(self) -> str:
+        return str(self.attributes.get(PK, ""))
+
+    @property
     def order_key(self) -> str:
         return str(self.attributes.get(ORDER_KEY, ""))
 
     @property
     def has_embedding(self) -> bool:
-        return EMBEDDING in self.attributes
+        """The object was embedded (whether or not the item holds the vector: ``ITEM_VECTOR=none``)."""
+        return EMBEDDED_AT in self.attributes or EMBEDDING in self.attributes
 
     @property
     def vector(self) -> np.ndarray | None:
+        """The vector as float32, if the item holds one (None for a lean item or a failure record)."""
         blob = self.attributes.get(EMBEDDING)
-        return None if blob is None else decode_vector(blob)
+        return None if blob is None else decode_vector(blob, str(self.attributes.get(VECTOR_FORMAT, FULL)))
 
     def is_newer_than(self, order: str) -> bool:
         """The item holds a later event's data than the event with ``order``: that event must not write."""
@@ -162,3 +183,23 @@ class StoredItem:
         if self.has_embedding:
             return self.attributes.get(MODEL) == model
         return ERROR_CODE in self.attributes
+
+
+def dynamodb_item_bytes(attributes: Attributes) -> int:
+    """The item's size as DynamoDB counts it (names' UTF-8 lengths plus values': strings in UTF-8, binaries as
+    stored, numbers ~1 byte per 2 significant digits + 1), which sets its write units: one per started KB."""
+    size = 0
+    for name, value in attributes.items():
+        size += len(name.encode())
+        if isinstance(value, bytes):
+            size += len(value)
+        elif isinstance(value, str):
+            size += len(value.encode())
+        else:
+            digits = len(repr(value).replace("-", "").replace(".", "").lstrip("0")) or 1
+            size += (digits + 1) // 2 + 1
+    return size
+
+
+def write_units(attributes: Attributes) -> int:
+    return max(1, -(-dynamodb_item_bytes(attributes) // 1024))

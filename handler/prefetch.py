@@ -63,19 +63,27 @@ class Prefetcher:
 
 
 class SqsPrefetcher(Prefetcher):
-    """A ``Prefetcher`` over every object event of an SQS batch, looked up by message id."""
+    """A ``Prefetcher`` over every object event of an SQS batch, looked up by message id. Each body is parsed
+    here, once: the record handler takes its events from ``events_for``."""
 
     def __init__(self, rt: Runtime, records: Sequence[Mapping[str, Any]], depth: int):
         self._index: dict[str, int] = {}
+        self._parsed: dict[str, list[ObjectEvent]] = {}
         batch: list[ObjectEvent] = []
         for record in records:
             try:
                 parsed = events.from_message_body(record.get("body") or "")
             except MalformedEvent:
-                continue  # the record handler raises it again for this message
-            self._index[str(record.get("messageId"))] = len(batch)
+                continue  # the record handler parses it again, to raise its error for this message
+            message_id = str(record.get("messageId"))
+            self._index[message_id] = len(batch)
+            self._parsed[message_id] = parsed
             batch.extend(parsed)
         super().__init__(rt, batch, depth)
+
+    def events_for(self, message_id: str) -> list[ObjectEvent] | None:
+        """The message's object events as parsed here (None: its body did not parse)."""
+        return self._parsed.get(message_id)
 
     def for_message(self, message_id: str, count: int) -> list[ingest.Fetch | None]:
         first = self._index.get(message_id)

@@ -14,7 +14,7 @@ import dataclasses
 from collections import Counter
 from contextlib import closing
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import events, ingest, prefetch, runtime, settings
 from handler.errors import IndexMisconfigured, MalformedEvent, ModelMismatch, ModelUnsound, TransientError
+from handler.indexing import Owner
 from handler.observability import count, logger, metrics, tracer
 
 # An all-failed batch is reported as batchItemFailures too (not raised): the result is the same, the logs
@@ -32,20 +33,24 @@ if settings.in_lambda():
     runtime.current()  # INIT: load the model and create the clients before the first event
 
 
-def record_handler(record: SQSRecord, ahead: prefetch.SqsPrefetcher | None = None) -> list[str]:
-    """One SQS message (usually one S3 record). Raises to fail just this message. ``ahead``: the batch's
-    reads, started while earlier messages were embedded."""
+def record_handler(record: SQSRecord, batch: ingest.Ingest, ahead: prefetch.SqsPrefetcher | None = None) -> list[str]:
+    """One SQS message (usually one S3 record), handled into ``batch``. Raises to fail just this message.
+    ``ahead``: the batch's bodies, parsed once, and its reads, started while earlier messages were embedded."""
     with logger.append_context_keys(message_id=record.message_id):
-        try:
-            object_events = events.from_message_body(record.body)
-        except MalformedEvent:
-            count("MalformedMessages")
-            logger.exception("unparseable SQS message: it will be retried and then kept in the DLQ")
-            raise
-        rt = runtime.current()
+        object_events = ahead.events_for(record.message_id) if ahead else None
+        if object_events is None:
+            try:
+                object_events = events.from_message_body(record.body)
+            except MalformedEvent:
+                count("MalformedMessages")
+                logger.exception("unparseable SQS message: it will be retried and then kept in the DLQ")
+                raise
         fetched = ahead.for_message(record.message_id, len(object_events)) if ahead else [None] * len(object_events)
         try:
-            return [ingest.handle(ev, rt, f).outcome.value for ev, f in zip(object_events, fetched, strict=True)]
+            return [
+                batch.handle(ev, record.message_id, f).outcome.value
+                for ev, f in zip(object_events, fetched, strict=True)
+            ]
         except ModelUnsound:
             refused_unsound()
             raise
@@ -56,6 +61,23 @@ def record_handler(record: SQSRecord, ahead: prefetch.SqsPrefetcher | None = Non
             count("TransientFailures")
             logger.exception("transient failure: the message returns to the queue")
             raise
+
+
+def reason(exc: TransientError) -> str:
+    return f"{exc.code}: {exc.remedy}" if isinstance(exc, IndexMisconfigured) else str(exc)
+
+
+def report_failed(failed: dict[Owner, TransientError], uris: dict[Owner, str], owner_key: str = "position") -> None:
+    """Log (with the owner under ``owner_key``) and count the records ``Ingest.flush`` could not finish (the
+    index writes, the delete check)."""
+    for owner, exc in failed.items():
+        with logger.append_context_keys(**{owner_key: owner}):
+            if isinstance(exc, IndexMisconfigured):
+                refused_misconfigured(exc, uris.get(owner))
+            else:
+                count("TransientFailures")
+                logger.error("transient failure after the writes: the record is retried",
+                             extra={"s3_uri": uris.get(owner), "error": str(exc)[:500]})  # fmt: skip
 
 
 def refused_unsound(uri: str | None = None) -> None:
@@ -87,28 +109,55 @@ def refused_misconfigured(exc: IndexMisconfigured, uri: str | None = None) -> No
 
 
 def handle_all(object_events: list[events.ObjectEvent]) -> list[ingest.Result]:
-    """Every event of an invocation, reading ahead; raises once at the end if any must be retried (the rest
-    are idempotent: the retry finds them as duplicates)."""
+    """Every event of an invocation, reading ahead, their index writes batched; raises once at the end if any
+    must be retried (the rest are idempotent: the retry finds them as duplicates)."""
     rt = runtime.current()
-    results: list[ingest.Result] = []
-    retry: list[str] = []
+    batch = ingest.Ingest(rt)
+    retry: dict[int, str] = {}
     with closing(prefetch.Prefetcher(rt, object_events, rt.settings.prefetch)) as ahead:
         for i, ev in enumerate(object_events):
             try:
-                results.append(ingest.handle(ev, rt, ahead.take(i)))
+                batch.handle(ev, i, ahead.take(i))
             except ModelUnsound as exc:
                 refused_unsound(ev.uri)
-                retry.append(f"{ev.uri}: {exc.code}")
+                retry[i] = exc.code
             except IndexMisconfigured as exc:
                 refused_misconfigured(exc, ev.uri)
-                retry.append(f"{ev.uri}: {exc.code}: {exc.remedy}")
+                retry[i] = reason(exc)
             except TransientError as exc:
                 count("TransientFailures")
                 logger.exception("transient failure", extra={"s3_uri": ev.uri})
-                retry.append(f"{ev.uri}: {exc}")
+                retry[i] = reason(exc)
+    done = batch.flush()
+    report_failed(done.failed, {i: ev.uri for i, ev in enumerate(object_events)})
+    for owner, why in done.failed.items():
+        retry.setdefault(cast(int, owner), reason(why))
     if retry:
-        raise TransientError(f"{len(retry)} record(s) to retry: " + "; ".join(retry)[:2000])
-    return results
+        reasons = "; ".join(f"{object_events[i].uri}: {why}" for i, why in sorted(retry.items()))
+        raise TransientError(f"{len(retry)} record(s) to retry: " + reasons[:2000])
+    return done.results
+
+
+def handle_sqs(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """An SQS batch: each message handled by Powertools' batch processor (a raising one is a batch item
+    failure), then the batch's deferred writes (``Ingest.flush``); a message whose index write or delete
+    check failed is added to the batch item failures, so that exactly the failed messages return."""
+    rt = runtime.current()
+    batch = ingest.Ingest(rt)
+    with closing(prefetch.SqsPrefetcher(rt, event["Records"], rt.settings.prefetch)) as ahead:
+        response: dict[str, Any] = dict(process_partial_response(
+            event=event, record_handler=partial(record_handler, batch=batch, ahead=ahead), processor=processor,
+            context=context,
+        ))  # fmt: skip
+    done = batch.flush()
+    if done.failed:
+        uris = {owner: result.uri for owner, result in batch.results}
+        report_failed(done.failed, uris, "message_id")
+        failures: list[dict[str, str]] = list(response.get("batchItemFailures") or [])
+        listed = {f["itemIdentifier"] for f in failures}
+        failures += [{"itemIdentifier": str(o)} for o in done.failed if str(o) not in listed]
+        response["batchItemFailures"] = failures
+    return response
 
 
 def handle_direct(event: dict[str, Any]) -> dict[str, Any]:
@@ -136,12 +185,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     kind = events.classify(event)
     logger.append_keys(event_kind=kind)
     if kind == "sqs":
-        rt = runtime.current()
-        with closing(prefetch.SqsPrefetcher(rt, event["Records"], rt.settings.prefetch)) as ahead:
-            response = process_partial_response(
-                event=event, record_handler=partial(record_handler, ahead=ahead), processor=processor, context=context
-            )
-        return dict(response)
+        return handle_sqs(event, context)
     if kind == "backfill":
         return handle_backfill(event)
     if kind == "test":

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from aws_lambda_powertools.shared.functions import strtobool
 
+from handler import item
 from layer import Limits
 from layer.settings import IMAGE_MODEL_DIR, EngineSettings
 
@@ -34,6 +35,9 @@ EMBEDDING_DIM = "EMBEDDING_DIM"
 # "true": run a model that is untrained (random-init) or ungated anyway (template AllowUntrainedModel); else
 # INIT refuses it (handler.runtime), as the deploy check does.
 ALLOW_UNTRAINED_MODEL = "ALLOW_UNTRAINED_MODEL"
+# Where the item's vector goes (template ItemVector): "full" | "float16" | "none" (only in the vector index) |
+# "auto" (default: "none" with an index, else "full"); see handler.item.
+ITEM_VECTOR = "ITEM_VECTOR"
 # Read by Powertools itself (we only default them) and by the runtime client.
 SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -70,6 +74,19 @@ class Settings:
     vector_index: str = ""
     embedding_dim: int | None = None
     allow_untrained: bool = False
+    item_vector: str = "auto"
+
+    @property
+    def indexed(self) -> bool:
+        return bool(self.vector_bucket and self.vector_index)
+
+    @property
+    def item_vector_format(self) -> str:
+        """``item_vector`` resolved: "auto" keeps the vector out of the item when an index holds it (the item
+        then fits one DynamoDB write unit: 368 B against 2,425 B for 512 float32), in the item otherwise."""
+        if self.item_vector == "auto":
+            return item.NONE if self.indexed else item.FULL
+        return self.item_vector
 
     @property
     def limits(self) -> Limits:
@@ -93,6 +110,7 @@ class Settings:
             vector_index=env.get(VECTOR_INDEX, "").strip(),
             embedding_dim=int(env[EMBEDDING_DIM]) if env.get(EMBEDDING_DIM, "").strip() else None,
             allow_untrained=_flag(env.get(ALLOW_UNTRAINED_MODEL, "false")),
+            item_vector=_item_vector(env.get(ITEM_VECTOR, "auto"), indexed=_indexed(env)),
         )
 
 
@@ -117,6 +135,22 @@ def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
 def in_lambda() -> bool:
     """True inside Lambda or the RIE (both set the Runtime API address for the runtime client)."""
     return bool(os.environ.get(RUNTIME_API))
+
+
+def _indexed(env: Mapping[str, str]) -> bool:
+    return bool(env.get(VECTOR_BUCKET, "").strip() and env.get(VECTOR_INDEX, "").strip())
+
+
+def _item_vector(value: str, indexed: bool) -> str:
+    fmt = value.strip().lower() or "auto"
+    if fmt not in (*item.VECTOR_FORMATS, "auto"):
+        raise ValueError(f"{ITEM_VECTOR}={value!r}: choose one of full, float16, none, auto")
+    if fmt == item.NONE and not indexed:
+        raise ValueError(
+            f"{ITEM_VECTOR}=none keeps vectors only in the vector index, and no index is configured "
+            f"({VECTOR_BUCKET}/{VECTOR_INDEX}): the vectors would be lost; use full or float16"
+        )
+    return fmt
 
 
 def _flag(value: str) -> bool:

@@ -34,10 +34,12 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -53,6 +55,8 @@ from handler.observability import count, logger, subsegment, timed
 from layer import Embedding
 
 if TYPE_CHECKING:
+    from botocore.config import _RetryDict
+
     from handler.settings import Settings
 
 # Metadata keys.
@@ -67,6 +71,16 @@ NON_FILTERABLE = (KEY, WIDTH, HEIGHT)  # template.yaml's MetadataConfiguration, 
 
 DISTANCE = "cosine"
 MAX_TOP_K = 100  # QueryVectors' topK limit
+MAX_WRITE_BATCH = 500  # vectors per PutVectors, keys per DeleteVectors
+MAX_READ_BATCH = 100  # keys per GetVectors
+# The index's write limits (per index): the backfill's concurrency and batch size are derived from them
+# (docs/operations.md#backfill), and throttling beyond them is retried by the client (RETRIES).
+WRITE_VECTORS_PER_S = 2_500
+WRITE_REQUESTS_PER_S = 1_000
+# The index's client retries throttling with backoff, adaptive mode adding a client-side rate limiter that
+# slows this sandbox down while the index throttles it: a backfill at the index's limit settles there
+# instead of failing batches. 8 attempts ≈ 20 s of backoff at most, within any batch's time.
+RETRIES: _RetryDict = {"mode": "adaptive", "max_attempts": 8}
 MAX_VECTOR_KEY = 1024  # a vector key's length limit
 # Filterable metadata is at most 2 KB a vector; bucket (≤ 63), model and etag take the rest.
 DIRS_BUDGET = 1536
@@ -74,7 +88,7 @@ DIRS_BUDGET = 1536
 # Error codes a retry may fix (with HTTP 408, 429 and every 5xx, whatever their code); any other refusal is
 # permanent. S3 Vectors' own: TooManyRequestsException (429), ServiceUnavailableException (503),
 # InternalServerException (500), RequestTimeoutException (408); the rest are the generic AWS spellings.
-TRANSIENT_CODES = frozenset(
+THROTTLING_CODES = frozenset(
     {
         "TooManyRequestsException",
         "ThrottlingException",
@@ -82,6 +96,10 @@ TRANSIENT_CODES = frozenset(
         "ThrottledException",
         "RequestLimitExceeded",
         "SlowDown",
+    }
+)
+TRANSIENT_CODES = THROTTLING_CODES | frozenset(
+    {
         "ServiceUnavailableException",
         "ServiceUnavailable",
         "InternalServerException",
@@ -130,25 +148,39 @@ class Entry:
 
 class VectorIndex(Protocol):
     """Every method raises ``handler.errors.TransientError`` when the index fails in a way a retry may fix
-    (throttled, 5xx, timed out, unreachable), and ``handler.errors.IndexMisconfigured`` (a subclass) when it
-    refuses for good (no such index, another dimension, no permission): the record is kept either way."""
+    (throttled after the client's retries, 5xx, timed out, unreachable), and
+    ``handler.errors.IndexMisconfigured`` (a subclass) when it refuses for good (no such index, another
+    dimension, no permission): the records concerned are kept either way. The ``*_many`` methods make one
+    request: callers cut their writes to ``MAX_WRITE_BATCH`` and their reads to ``MAX_READ_BATCH``."""
 
-    def put(self, meta: ObjectMeta, emb: Embedding) -> None:
-        """Write (or overwrite) the object's vector: idempotent."""
+    def put_many(self, vectors: Sequence[tuple[ObjectMeta, Embedding]]) -> None:
+        """Write (or overwrite) the objects' vectors in one request: idempotent."""
         ...
 
-    def delete(self, pk: str) -> None:
-        """Remove the object's vector (absent is fine)."""
+    def delete_many(self, pks: Sequence[str]) -> None:
+        """Remove the objects' vectors in one request (absent ones are fine)."""
         ...
 
-    def held(self, pk: str) -> Entry | None:
-        """What the index holds for the object now, or None."""
+    def held_many(self, pks: Sequence[str]) -> dict[str, Entry | None]:
+        """What the index holds for each object now (None: nothing), in one request."""
+        ...
+
+    def vectors(self, pks: Sequence[str]) -> dict[str, Stored]:
+        """The objects' vectors with what they were written for, in one request (absent ones are left out)."""
         ...
 
     def query(self, vector: np.ndarray, k: int, prefix: str | None = None) -> list[Match]:
         """The ``k`` (1-100) vectors nearest to ``vector`` of this deployment's model, under the key prefix
         ``prefix`` if given (see the module docstring for how a prefix is answered), best first."""
         ...
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A vector as the index holds it."""
+
+    entry: Entry
+    vector: np.ndarray
 
 
 def vector_key(pk: str) -> str:
@@ -194,21 +226,39 @@ def connect(settings: Settings, session: Any, client_config: Any, model: str) ->
     """The index ``VECTOR_BUCKET``/``VECTOR_INDEX`` name (None when either is empty: no index)."""
     if not (settings.vector_bucket and settings.vector_index):
         return None
-    client = session.create_client("s3vectors", config=client_config)
+    config = client_config.merge(Config(retries=RETRIES)) if client_config is not None else Config(retries=RETRIES)
+    client = session.create_client("s3vectors", config=config)
     return S3VectorsIndex(client, settings.vector_bucket, settings.vector_index, model)
 
 
+def count_throttles(client: Any) -> None:
+    """Count every throttled response of ``client`` (``IndexThrottled``), retried or not: botocore calls
+    ``needs-retry`` handlers with each attempt's response before its retry handler decides."""
+
+    def on_response(response: Any = None, **_: Any) -> None:
+        if not response:
+            return
+        http, parsed = response
+        error = parsed.get("Error") if isinstance(parsed, dict) else None
+        code = str((error or {}).get("Code") or "")
+        if getattr(http, "status_code", None) in (429, 503) or code in THROTTLING_CODES:
+            count("IndexThrottled")
+
+    meta = getattr(client, "meta", None)  # a botocore client (not a test's stand-in)
+    if meta is not None:
+        meta.events.register_first("needs-retry.s3vectors", on_response)
+
+
 class S3VectorsIndex:
-    """One PutVectors / DeleteVectors / GetVectors per object: each index write follows its own item's
-    conditional write and is checked against the item right after (``handler.indexing``), and a failure
-    fails just that record, as SQS's partial batch responses want. (A PutVectors per batch would save
-    requests, not vectors: S3 Vectors' write limits count vectors too.)"""
+    """The index over S3 Vectors' API: writes and reads of many vectors a request (``handler.indexing``
+    batches an invocation's changes), ``query`` one request."""
 
     def __init__(self, client: Any, bucket: str, index: str, model: str | None = None) -> None:
         self.client = client
         self.bucket = bucket
         self.index = index
         self.model = model  # the only model ``query`` answers (None: any)
+        count_throttles(client)
 
     def _call(self, operation: str, what: str, dim: int | None = None, **kwargs: Any) -> dict[str, Any]:
         """``operation`` on the index; ``dim``: the length of the vector sent, to name a dimension mismatch."""
@@ -265,21 +315,51 @@ class S3VectorsIndex:
             return f"an S3 Vectors quota of {where} is used up: raise it (Service Quotas) or remove vectors"
         return f"{where} refused the request ({code}: {message[:200] or 'no detail'}): fix the deployment"
 
+    def put_many(self, vectors: Sequence[tuple[ObjectMeta, Embedding]]) -> None:
+        _check_batch(len(vectors), MAX_WRITE_BATCH, "PutVectors")
+        body = [
+            {
+                "key": vector_key(meta.pk),
+                "data": {"float32": np.asarray(emb.vector, dtype=np.float32).tolist()},  # exact: float32 ⊂ float
+                "metadata": metadata(meta, emb),
+            }
+            for meta, emb in vectors
+        ]
+        dim = int(np.asarray(vectors[0][1].vector).size)
+        self._call("put_vectors", _what(vectors[0][0].pk, len(vectors)), dim, vectors=body)
+
+    def delete_many(self, pks: Sequence[str]) -> None:
+        _check_batch(len(pks), MAX_WRITE_BATCH, "DeleteVectors")
+        self._call("delete_vectors", _what(pks[0], len(pks)), keys=[vector_key(pk) for pk in pks])
+
+    def _get(self, pks: Sequence[str], data: bool) -> dict[str, dict[str, Any]]:
+        _check_batch(len(pks), MAX_READ_BATCH, "GetVectors")
+        by_key = {vector_key(pk): pk for pk in pks}
+        got = self._call("get_vectors", _what(pks[0], len(pks)), keys=list(by_key), returnMetadata=True,
+                         returnData=data)["vectors"]  # fmt: skip
+        return {by_key[v["key"]]: v for v in got if isinstance(v, dict) and v.get("key") in by_key}
+
+    def held_many(self, pks: Sequence[str]) -> dict[str, Entry | None]:
+        got = self._get(pks, data=False)
+        return {pk: _entry(got[pk]) if pk in got else None for pk in pks}
+
+    def vectors(self, pks: Sequence[str]) -> dict[str, Stored]:
+        out: dict[str, Stored] = {}
+        for pk, v in self._get(pks, data=True).items():
+            data = (v.get("data") or {}).get("float32")
+            if isinstance(data, list) and data:
+                out[pk] = Stored(_entry(v), np.asarray(data, dtype=np.float32))
+        return out
+
+    # One object at a time (the API, repairs and tests).
     def put(self, meta: ObjectMeta, emb: Embedding) -> None:
-        data = np.asarray(emb.vector, dtype=np.float32).tolist()  # exact: every float32 is a float
-        vector = {"key": vector_key(meta.pk), "data": {"float32": data}, "metadata": metadata(meta, emb)}
-        self._call("put_vectors", meta.pk, len(data), vectors=[vector])
+        self.put_many([(meta, emb)])
 
     def delete(self, pk: str) -> None:
-        self._call("delete_vectors", pk, keys=[vector_key(pk)])
+        self.delete_many([pk])
 
     def held(self, pk: str) -> Entry | None:
-        got = self._call("get_vectors", pk, keys=[vector_key(pk)], returnMetadata=True)["vectors"]
-        if not got:
-            return None
-        md = got[0].get("metadata")
-        md = md if isinstance(md, dict) else {}  # other metadata than ours: not the item's vector, repaired
-        return Entry(etag=str(md.get(ETAG, "")), model=str(md.get(MODEL, "")))
+        return self.held_many([pk])[pk]
 
     def query(self, vector: np.ndarray, k: int, prefix: str | None = None) -> list[Match]:
         if not 1 <= k <= MAX_TOP_K:
@@ -304,6 +384,22 @@ class S3VectorsIndex:
         if not exact:
             matches = [m for m in matches if m.key.startswith(prefix or "")]
         return matches[:k]
+
+
+def _entry(vector: dict[str, Any]) -> Entry:
+    md = vector.get("metadata")
+    md = md if isinstance(md, dict) else {}  # other metadata than ours: not the item's vector, repaired
+    return Entry(etag=str(md.get(ETAG, "")), model=str(md.get(MODEL, "")))
+
+
+def _what(first: str, n: int) -> str:
+    """A request's subject in error messages: its object, or the first of its n."""
+    return first if n == 1 else f"{first} and {n - 1} more"
+
+
+def _check_batch(n: int, limit: int, api: str) -> None:
+    if not 1 <= n <= limit:
+        raise ValueError(f"{api} takes 1-{limit} keys a request, got {n}")
 
 
 class BadRecord(ValueError):

@@ -1,7 +1,7 @@
 """``clip-lambda backfill``: embed the objects already in the stack's bucket, on Step Functions.
 
     clip-lambda backfill --stack clip-lambda [--prefix photos/] [--manifest listing|csv|inventory]
-        [--manifest-key KEY] [--batch-size 50] [--concurrency N] [--model-id ID] [--wait]
+        [--manifest-key KEY] [--batch-size N] [--concurrency N] [--model-id ID] [--wait]
 
 Starts an execution of the stack's ``BackfillStateMachine`` (a Distributed Map over the bucket's listing, a
 CSV manifest under manifests/ of the reports bucket, or an S3 Inventory report, which the stack's
@@ -18,7 +18,9 @@ time, so ``--concurrency`` is the Lambda concurrency the backfill takes from the
 runs at most 10,000 at once). By default it is derived from the account's limits (``lambda:
 GetAccountSettings``) and the stack's parameters (``DescribeStacks``), leaving the live functions their room,
 and printed with its reasons (``choose_concurrency``); an explicit ``--concurrency`` above that bound is
-lowered to it, with a warning.
+lowered to it, with a warning. With a vector index, the defaults come from its write limits too
+(``index_batch_size``, ``index_concurrency``): batches of 100-500 objects, one PutVectors each, and as many
+at once as keep the index at 2,500 vectors/s; the progress line shows the rate against that limit.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ MANIFEST_PREFIXES = {"CSV": ("manifests/",), "MANIFEST": ("inventory/", "manifes
 READABLE_PREFIXES = ("manifests/", "inventory/")
 INVENTORY_STAMP = "%Y-%m-%dT%H-%MZ"
 MAP_MAX_CONCURRENCY = 10_000  # a Distributed Map's MaxConcurrency limit
+DEFAULT_BATCH = 50  # objects per invocation without a vector index
 MARGIN = 0.05  # of the pool the backfill draws from, left for other functions and bursts
 # The API function's share of the pool when it has no reserved concurrency: the API stage admits at most
 # ApiThrottleRate requests per second (steady and burst), and one takes under a second (cold ~0.55 s, warm
@@ -50,6 +53,7 @@ API_SECONDS_PER_REQUEST = 1.0
 # template.yaml's defaults of the parameters the concurrency derivation reads, for a stack whose description
 # lacks one (tests/infra/test_backfill_cli.py checks that they are the template's).
 TEMPLATE_DEFAULTS = {
+    "S3FunctionTimeout": "60",
     "S3MaxConcurrency": "5",
     "S3ReservedConcurrency": "-1",
     "ApiReservedConcurrency": "-1",
@@ -67,12 +71,13 @@ class Stack:
     bucket: str
     reports_bucket: str
     parameters: dict[str, str] = field(default_factory=dict)
+    indexed: bool = False  # the stack has a vector index (its VectorIndexArn output)
 
     @classmethod
     def from_outputs(cls, outputs: list[dict[str, str]], parameters: dict[str, str] | None = None) -> Stack:
         by_key = {o["OutputKey"]: o["OutputValue"] for o in outputs}
         return cls(by_key["BackfillStateMachineArn"], by_key["BucketName"], by_key["BackfillReportsBucketName"],
-                   dict(parameters or {}))  # fmt: skip
+                   dict(parameters or {}), bool(by_key.get("VectorIndexArn")))  # fmt: skip
 
     @classmethod
     def from_description(cls, description: Mapping[str, Any]) -> Stack:
@@ -99,7 +104,9 @@ def execution_input(args: argparse.Namespace) -> dict[str, Any]:
 
 def check_args(args: argparse.Namespace) -> None:
     """What can be refused before any AWS call."""
-    if not 1 <= args.batch_size <= 1000 or not (args.concurrency is None or 1 <= args.concurrency <= 10000):
+    if not (args.batch_size is None or 1 <= args.batch_size <= 1000) or not (
+        args.concurrency is None or 1 <= args.concurrency <= 10000
+    ):
         raise UsageError("--batch-size 1..1000 and --concurrency 1..10000 (a Distributed Map's limits)")
     kind = MANIFEST_TYPES[args.manifest]
     if kind != "LISTING" and args.prefix:
@@ -179,6 +186,33 @@ def check_inventory_manifest(s3: Any, stack: Stack, key: str) -> dict[str, Any]:
     return manifest
 
 
+# ------------------------------------------------------------------------------------------- index sizing
+# The S3 function's time per object in a backfill batch: 12-MP JPEGs at 1,024 MB on an AVX2-only x86 CPU
+# (Lambda's x86 fleet), billed ms per image measured by bench/cost.py (docs/cost.md). Smaller images and
+# VNNI CPUs are faster: the index then throttles the excess and the clients' adaptive retries slow down to it.
+SECONDS_PER_OBJECT = 0.2
+MIN_BATCH = 100  # one PutVectors per invocation: at most 10 per 1,000 objects
+BATCH_TIME_SHARE = 0.5  # of the function's timeout a batch may take at SECONDS_PER_OBJECT
+
+
+def index_batch_size(timeout_s: int, seconds_per_object: float) -> int:
+    """Objects per invocation: one PutVectors holds them (≤ 500, the request limit), at least ``MIN_BATCH``
+    (≤ 10 requests per 1,000 vectors, far below the 1,000 requests/s limit at any concurrency the vectors/s
+    limit allows), and within half the function's timeout."""
+    from handler.vector_index import MAX_WRITE_BATCH
+
+    fits = math.floor(timeout_s * BATCH_TIME_SHARE / seconds_per_object)
+    return max(MIN_BATCH, min(MAX_WRITE_BATCH, fits))
+
+
+def index_concurrency(seconds_per_object: float) -> int:
+    """Invocations at once that keep one index at its write limit: 2,500 vectors/s x the seconds an object
+    takes (each invocation writes about one vector per ``seconds_per_object``)."""
+    from handler.vector_index import WRITE_VECTORS_PER_S
+
+    return math.ceil(WRITE_VECTORS_PER_S * seconds_per_object)
+
+
 # ------------------------------------------------------------------------------------------- concurrency
 @dataclass(frozen=True)
 class ConcurrencyChoice:
@@ -188,7 +222,10 @@ class ConcurrencyChoice:
 
 
 def choose_concurrency(
-    settings: Mapping[str, Any], parameters: Mapping[str, str], requested: int | None = None
+    settings: Mapping[str, Any],
+    parameters: Mapping[str, str],
+    requested: int | None = None,
+    index_bound: int | None = None,
 ) -> ConcurrencyChoice:
     """The backfill's concurrency from GetAccountSettings' ``AccountLimit`` and the stack's parameters.
 
@@ -198,7 +235,9 @@ def choose_concurrency(
     live functions their room: the SQS mapping's ``S3MaxConcurrency`` (throttled SQS invokes count receives
     towards the dead-letter queue), plus the API function's ``ApiThrottleRate`` x 1 s where it shares the
     pool, plus a 5% margin (at least 1). The rest, at most 10,000 (a Distributed Map's limit) and at least
-    1, is the bound; ``requested`` above it is lowered to it, with a warning."""
+    1, is the bound; ``requested`` above it is lowered to it, with a warning. ``index_bound`` (a stack with a
+    vector index: ``index_concurrency``) caps the default, not an explicit ``requested``: more would only be
+    throttled by the index."""
     limits = settings["AccountLimit"]
     limit = int(limits["ConcurrentExecutions"])
     unreserved = int(limits.get("UnreservedConcurrentExecutions", limit))
@@ -223,13 +262,19 @@ def choose_concurrency(
     elif room > MAP_MAX_CONCURRENCY:
         why += f"; a Distributed Map runs at most {MAP_MAX_CONCURRENCY:,}"
     if requested is None:
+        if index_bound is not None and index_bound < bound:
+            why = (f"the vector index's 2,500 vectors/s at ~{index_bound / 2500:.2f} s per object (of {bound:,} the "
+                   f"account allows: {why})")  # fmt: skip
+            return ConcurrencyChoice(index_bound, f"concurrency {index_bound:,}: {why}")
         return ConcurrencyChoice(bound, f"concurrency {bound:,}: {why}")
     if requested > bound:
         return ConcurrencyChoice(bound, f"warning: --concurrency {requested:,} lowered to {bound:,}: {why}", True)
     return ConcurrencyChoice(requested, f"concurrency {requested:,} (as asked; at most {bound:,}: {why})")
 
 
-def account_concurrency(lambda_client: Any, stack: Stack, requested: int | None) -> ConcurrencyChoice:
+def account_concurrency(
+    lambda_client: Any, stack: Stack, requested: int | None, index_bound: int | None = None
+) -> ConcurrencyChoice:
     """``choose_concurrency`` with the account's settings; where they cannot be read, an explicit
     ``requested`` is used unchecked (with a warning) and no default is guessed."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -246,7 +291,7 @@ def account_concurrency(lambda_client: Any, stack: Stack, requested: int | None)
                 f"{stack.parameter('S3MaxConcurrency')} + ApiThrottleRate {stack.parameter('ApiThrottleRate')})"
             ) from exc
         return ConcurrencyChoice(requested, f"warning: --concurrency {requested:,} not checked ({reason})", True)
-    return choose_concurrency(settings, stack.parameters, requested)
+    return choose_concurrency(settings, stack.parameters, requested, index_bound)
 
 
 # ------------------------------------------------------------------------------------------- progress
@@ -265,19 +310,26 @@ class Progress:
         return cls(int(c.get("total", 0)), int(c.get("succeeded", 0)), failed, int(c.get("running", 0)),
                    int(c.get("pending", 0)))  # fmt: skip
 
-    def line(self, seconds: float, width: int = 30) -> str:
+    def line(self, seconds: float, width: int = 30, indexed: bool = False) -> str:
+        """The progress line; with a vector index, the write rate against its 2,500 vectors/s (each object
+        done is at most one vector: failures and deletions write none)."""
+        from handler.vector_index import WRITE_VECTORS_PER_S
+
         done = self.succeeded + self.failed
         frac = done / self.total if self.total else 0.0
         bar = "#" * int(frac * width) + "." * (width - int(frac * width))
         rate = done / seconds if seconds > 0 else 0.0
         eta = f", ETA {(self.total - done) / rate / 60:.0f} min" if rate > 0 and self.total > done else ""
+        limit = f" (≤ {rate:,.0f} vectors/s of the index's {WRITE_VECTORS_PER_S:,})" if indexed else ""
         return (
             f"[{bar}] {frac:6.1%}  {done:,}/{self.total:,} done ({self.failed:,} failed, {self.running:,} running)"
-            f"  {rate:,.1f} objects/s{eta}"
+            f"  {rate:,.1f} objects/s{limit}{eta}"
         )
 
 
-def watch(sfn: Any, execution_arn: str, out: TextIO, poll_s: float = 5.0) -> tuple[str, Progress | None]:
+def watch(
+    sfn: Any, execution_arn: str, out: TextIO, poll_s: float = 5.0, indexed: bool = False
+) -> tuple[str, Progress | None]:
     """Follow the execution and its map run until the execution ends: (status, the map run's last counts)."""
     t0 = time.monotonic()
     progress: Progress | None = None
@@ -286,7 +338,7 @@ def watch(sfn: Any, execution_arn: str, out: TextIO, poll_s: float = 5.0) -> tup
         runs = sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
         if runs:
             progress = Progress.of(sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"]))
-            print("\r" + progress.line(time.monotonic() - t0), end="", file=out, flush=True)
+            print("\r" + progress.line(time.monotonic() - t0, indexed=indexed), end="", file=out, flush=True)
         if status in TERMINAL:
             print(file=out)
             return status, progress
@@ -304,7 +356,19 @@ def parser() -> argparse.ArgumentParser:
         help="csv: the CSV's key under manifests/ of the reports bucket; inventory: an S3 Inventory manifest.json "
         "(inventory/<bucket>/<config id>/<YYYY-MM-DDTHH-MMZ>/manifest.json; default: the newest)",
     )
-    ap.add_argument("--batch-size", type=int, default=50, help="objects per invocation (default 50)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        help="objects per invocation (default: derived from the vector index's limits and the function's timeout, "
+        "100-500: one PutVectors per batch; 50 without an index)",
+    )
+    ap.add_argument(
+        "--seconds-per-object",
+        type=float,
+        default=SECONDS_PER_OBJECT,
+        help=f"the function's time per object, for the index-derived defaults (default {SECONDS_PER_OBJECT}: "
+        "12-MP JPEGs at 1,024 MB on AVX2)",
+    )
     ap.add_argument(
         "--concurrency",
         type=int,
@@ -343,7 +407,14 @@ def run(args: argparse.Namespace, session: Any, out: TextIO) -> int:
             args.manifest_key, line = newest_inventory_manifest(s3, stack)
             print(line, file=out)
         check_inventory_manifest(s3, stack, args.manifest_key)
-    choice = account_concurrency(session.client("lambda"), stack, args.concurrency)
+    index_bound = index_concurrency(args.seconds_per_object) if stack.indexed else None
+    if args.batch_size is None:
+        timeout = stack.parameter("S3FunctionTimeout")
+        args.batch_size = index_batch_size(timeout, args.seconds_per_object) if stack.indexed else DEFAULT_BATCH
+        why = (f"one PutVectors per batch, within half the {timeout} s timeout at {args.seconds_per_object} s per "
+               "object" if stack.indexed else "no vector index")  # fmt: skip
+        print(f"batch size {args.batch_size}: {why}", file=out)
+    choice = account_concurrency(session.client("lambda"), stack, args.concurrency, index_bound)
     print(choice.line, file=out)
     args.concurrency = choice.value
     payload = execution_input(args)
@@ -357,7 +428,7 @@ def run(args: argparse.Namespace, session: Any, out: TextIO) -> int:
     if not args.wait:
         print(f"started; follow it in the Step Functions console (--wait follows it here). Report: {reports}", file=out)
         return 0
-    status, progress = watch(sfn, arn, out)
+    status, progress = watch(sfn, arn, out, indexed=stack.indexed)
     summary = {"execution": arn, "status": status, "report": reports}
     if progress:
         summary.update(total=progress.total, succeeded=progress.succeeded, failed=progress.failed)

@@ -6,6 +6,7 @@ it: a second sink is one new module here plus its configuration (template.yaml),
 from __future__ import annotations
 
 import pkgutil
+from collections.abc import Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,8 +24,14 @@ class Sink(Protocol):
         """The item as stored now (strongly consistent), or None."""
         ...
 
-    def put_embedding(self, meta: ObjectMeta, emb: Embedding) -> bool:
-        """Write the embedding item; False if the store holds a newer event's data for ``meta.pk``."""
+    def get_many(self, pks: Sequence[str]) -> dict[str, StoredItem | None]:
+        """Many items as stored now (strongly consistent), None for each absent one: one round trip per
+        store's batch limit, not one per item."""
+        ...
+
+    def put_embedding(self, meta: ObjectMeta, emb: Embedding, vector: str | None = None) -> bool:
+        """Write the embedding item; False if the store holds a newer event's data for ``meta.pk``.
+        ``vector``: where its vector goes (``handler.item.FULL``...), if not where the deployment says."""
         ...
 
     def put_failure(self, meta: ObjectMeta, code: str, message: str, model: str) -> bool:

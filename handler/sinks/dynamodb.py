@@ -8,7 +8,7 @@ retried.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,11 +22,17 @@ from layer import Embedding
 if TYPE_CHECKING:
     from handler.settings import Settings
 
+MAX_UNPROCESSED_ROUNDS = 5
 CONDITION = f"attribute_not_exists({item.ORDER_KEY}) OR {item.ORDER_KEY} <= :k"
 
 
+# BatchGetItem's limit on keys per request.
+MAX_BATCH_GET = 100
+
+
 def connect(settings: Settings, session: Any, client_config: Any) -> DynamoDBSink:
-    return DynamoDBSink(session.create_client("dynamodb", config=client_config), settings.table_name)
+    client = session.create_client("dynamodb", config=client_config)
+    return DynamoDBSink(client, settings.table_name, settings.item_vector_format)
 
 
 def to_dynamodb(attributes: Attributes) -> dict[str, dict[str, Any]]:
@@ -64,9 +70,12 @@ def _is_condition_failure(exc: ClientError) -> bool:
 
 
 class DynamoDBSink:
-    def __init__(self, client: Any, table_name: str) -> None:
+    """``vector``: where an embedding item's vector goes (``handler.item.FULL``, ``FLOAT16`` or ``NONE``)."""
+
+    def __init__(self, client: Any, table_name: str, vector: str = item.FULL) -> None:
         self.client = client
         self.table_name = table_name
+        self.vector = vector
 
     def get(self, pk: str) -> StoredItem | None:
         try:
@@ -77,8 +86,32 @@ class DynamoDBSink:
         found = resp.get("Item")
         return StoredItem(from_dynamodb(found)) if found else None
 
-    def put_embedding(self, meta: ObjectMeta, emb: Embedding) -> bool:
-        return self._put(item.embedding_item(meta, emb))
+    def get_many(self, pks: Sequence[str]) -> dict[str, StoredItem | None]:
+        """Strongly consistent reads of many items: BatchGetItem, 100 keys a request, its unprocessed keys
+        asked again (DynamoDB returns them when throttled; the client's retry mode paces the requests)."""
+        found: dict[str, StoredItem | None] = dict.fromkeys(pks)
+        unique = list(found)
+        for start in range(0, len(unique), MAX_BATCH_GET):
+            keys = [{item.PK: {"S": pk}} for pk in unique[start : start + MAX_BATCH_GET]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            for _attempt in range(MAX_UNPROCESSED_ROUNDS):
+                try:
+                    with subsegment("dynamodb.batch_get_item"):
+                        resp = self.client.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise TransientError(f"DynamoDB BatchGetItem ({len(keys)} keys): {exc}") from exc
+                for typed in resp.get("Responses", {}).get(self.table_name, []):
+                    got = StoredItem(from_dynamodb(typed))
+                    found[got.pk] = got
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise TransientError(f"DynamoDB BatchGetItem: keys unprocessed after {MAX_UNPROCESSED_ROUNDS} rounds")
+        return found
+
+    def put_embedding(self, meta: ObjectMeta, emb: Embedding, vector: str | None = None) -> bool:
+        return self._put(item.embedding_item(meta, emb, vector or self.vector))
 
     def put_failure(self, meta: ObjectMeta, code: str, message: str, model: str) -> bool:
         return self._put(item.failure_item(meta, code, message, model))

@@ -14,6 +14,7 @@ import http.client
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,12 +38,28 @@ class FaultProxy(LoopbackHttpServer):
     delay_s: float = 0.3  # the ``slow`` mode's delay before the first byte
     bytes_per_s: float | None = None  # the ``slow`` mode's response rate (None: as fast as loopback)
     counts: dict[str, int] = field(default_factory=lambda: {"pass": 0, "throttle": 0, "error": 0, "down": 0, "slow": 0})
+    # Requests by operation, as the service bills them (the cost benchmark reads it): DynamoDB's by its
+    # X-Amz-Target (``PutItem``...; ``BatchGetItem.keys`` counts the items asked for), S3's by HTTP method.
+    operations: Counter[str] = field(default_factory=Counter)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    def count_operation(self, method: str, target: str | None, body: bytes) -> None:
+        if not target:
+            self.operations[method] += 1
+            return
+        operation = target.rsplit(".", 1)[-1]
+        self.operations[operation] += 1
+        if operation == "BatchGetItem":
+            try:
+                asked = json.loads(body or b"{}").get("RequestItems") or {}
+                self.operations["BatchGetItem.keys"] += sum(len(t.get("Keys") or []) for t in asked.values())
+            except (ValueError, AttributeError):
+                pass
 
     def start(self) -> FaultProxy:
         proxy = self
@@ -59,6 +76,7 @@ class FaultProxy(LoopbackHttpServer):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 mode = proxy.chooser() if proxy.chooser else proxy.mode
                 proxy.counts[mode] += 1
+                proxy.count_operation(self.command, self.headers.get("X-Amz-Target"), body)
                 if mode == "down":
                     self.close_connection = True
                     self.connection.close()

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class StackNames:
     vector_bucket: str = "clip-lambda-vectors"  # "": no vector index (the template's VectorIndex=none)
     vector_index: str = "images"
     dimension: int | None = None  # the index's, as the template's EmbeddingDimension: the model's (manifest)
+    item_vector: str = "auto"  # the template's ItemVector: auto = none with an index (lean items), else full
 
 
 @dataclass
@@ -143,6 +145,23 @@ class MotoStack:
         if n.vector_bucket:
             self.create_vector_index()
 
+    @property
+    def vector_calls(self) -> Counter[str]:
+        """S3 Vectors requests the stack's index answered, by operation (PutVectors, GetVectors, ...)."""
+        return self._vectors.calls if self._vectors is not None else Counter()
+
+    def stored_vector(self, typed: dict[str, Any]) -> Any:
+        """A DynamoDB item's vector (as ``scan``/``get_item`` return the item) from wherever it lives: the item,
+        or the index for a lean item (``ItemVector=none``); None for a failure record."""
+        from handler import indexing
+        from handler.item import StoredItem
+        from handler.sinks.dynamodb import from_dynamodb
+        from handler.vector_index import S3VectorsIndex
+
+        n = self.names
+        index = S3VectorsIndex(self.client("s3vectors"), n.vector_bucket, n.vector_index) if n.vector_bucket else None
+        return indexing.stored_vector(StoredItem(from_dynamodb(typed)), index)[0]
+
     def create_vector_index(self) -> None:
         """The template's vector bucket and index (its dimension, metric, encryption, non-filterable keys)."""
         from handler import vector_index
@@ -172,6 +191,7 @@ class MotoStack:
             # The local stack is for development: it runs random-init models (loudly: infra/local/stack.py).
             "ALLOW_UNTRAINED_MODEL": "true",
             "ALLOWED_S3_BUCKETS": self.names.bucket,
+            "ITEM_VECTOR": self.names.item_vector,
             **self.vector_env(),
             **overrides,
         }

@@ -37,9 +37,10 @@ from urllib.parse import unquote_plus
 
 import numpy as np
 
-from handler import item
+from handler import indexing, item
 from handler.item import StoredItem
 from handler.sinks.dynamodb import DynamoDBSink
+from handler.vector_index import S3VectorsIndex, VectorIndex
 from infra.local.api_gateway import TEMPLATE_ROUTES, ApiGateway
 from infra.local.moto_stack import CREDENTIALS, REGION, MotoStack, StackNames
 from infra.local.net import HOST
@@ -161,35 +162,50 @@ def choose_port(requested: int | None, default: int, what: str) -> int:
 
 
 # --- items ---------------------------------------------------------------------------------------------
-def format_item(pk: str, stored: StoredItem) -> str:
-    """Two lines for an item: key, model, dim, norm, first values; or the failure record."""
+def local_index(stack: MotoStack) -> VectorIndex | None:
+    """The local stack's vector index, for reading lean items' vectors (None: VectorIndex=none)."""
+    n = stack.names
+    if not n.vector_bucket:
+        return None
+    return S3VectorsIndex(stack.client("s3vectors"), n.vector_bucket, n.vector_index)
+
+
+def format_item(pk: str, stored: StoredItem, index: VectorIndex | None = None) -> str:
+    """Two lines for an item: key, model, dim, norm, first values (from the item, or the index for a lean
+    item); or the failure record."""
     a = stored.attributes
-    vec = stored.vector
-    if vec is None:
+    if not stored.has_embedding:
         return f"  {pk}\n      FAILED {a.get(item.ERROR_CODE)}: {a.get(item.ERROR_MESSAGE)}"
+    vec, where = indexing.stored_vector(stored, index)
+    if vec is None:
+        return f"  {pk}\n      model {a.get(item.MODEL)}  dim {a.get(item.DIM)}  (its vector is not in the index yet)"
     first = ", ".join(f"{v:+.4f}" for v in vec[:6])
     return (
         f"  {pk}\n"
         f"      model {a.get(item.MODEL)}  dim {a.get(item.DIM)}  norm {float(a.get(item.NORM, 0)):.4f}  "
         f"|embedding| {np.linalg.norm(vec):.6f}  {a.get(item.WIDTH, 0)}x{a.get(item.HEIGHT, 0)} "
         f"{a.get(item.CONTENT_TYPE) or ''}\n"
-        f"      first values [{first}, ...]"
+        f"      first values [{first}, ...]  (vector from the {where})"
     )
 
 
 def wait_for_items(
-    sink: DynamoDBSink, pks: list[str], timeout: float, since: float | None = None
+    sink: DynamoDBSink, pks: list[str], timeout: float, since: float | None = None, index: VectorIndex | None = None
 ) -> dict[str, StoredItem]:
-    """Poll until every pk has an item (printing each as it lands, with the seconds since ``since``, a
-    ``time.monotonic()`` such as the upload time), bounded by ``timeout``."""
+    """Poll until every pk has an item and its vector (in the item, or the index for a lean item), printing
+    each as it lands with the seconds since ``since`` (a ``time.monotonic()`` such as the upload time),
+    bounded by ``timeout``."""
     found: dict[str, StoredItem] = {}
     t0 = time.monotonic() if since is None else since
     deadline = time.monotonic() + timeout
     while len(found) < len(pks) and time.monotonic() < deadline:
         for pk in pks:
-            if pk not in found and (stored := sink.get(pk)) is not None:
-                found[pk] = stored
-                say(f"{format_item(pk, stored)}\n      ({time.monotonic() - t0:.1f}s after the upload)")
+            if pk in found or (stored := sink.get(pk)) is None:
+                continue
+            if stored.has_embedding and indexing.stored_vector(stored, index)[0] is None:
+                continue  # a lean item whose vector the invocation has not indexed yet
+            found[pk] = stored
+            say(f"{format_item(pk, stored, index)}\n      ({time.monotonic() - t0:.1f}s after the upload)")
         if len(found) < len(pks):
             time.sleep(0.5)
     return found
@@ -199,8 +215,8 @@ class ItemReporter:
     """Wraps the S3 function's invoke: once enabled, prints the item (or deletion) of every object in each
     batch the mapping delivered — what the user sees for uploads while the stack serves."""
 
-    def __init__(self, ddb: Any, table: str) -> None:
-        self.sink, self.enabled = DynamoDBSink(ddb, table), False
+    def __init__(self, ddb: Any, table: str, index: VectorIndex | None = None) -> None:
+        self.sink, self.index, self.enabled = DynamoDBSink(ddb, table), index, False
 
     def wrap(self, invoke: Invoke) -> Invoke:
         def run(event: dict[str, Any]) -> InvokeResult:
@@ -227,7 +243,7 @@ class ItemReporter:
                 if record["messageId"] in failed:
                     say(f"  {pk}: not processed yet, SQS retries it")
                 elif (stored := self.sink.get(pk)) is not None:
-                    say(format_item(pk, stored))
+                    say(format_item(pk, stored, self.index))
                 elif s3_record.get("eventName", "").startswith("ObjectRemoved"):
                     say(f"  {pk}: deleted (its item is gone)")
                 else:
@@ -271,7 +287,7 @@ def http(method: str, url: str, data: bytes | None = None, content_type: str | N
         return status, body.decode(errors="replace")
 
 
-def call_api(gateway: ApiGateway, photo: Path, stored: StoredItem | None) -> bool:
+def call_api(gateway: ApiGateway, photo: Path, stored: StoredItem | None, index: VectorIndex | None = None) -> bool:
     say(f"==> POST {gateway.url}/embed  ({photo.name}, {photo.stat().st_size} bytes, Content-Type image/jpeg)")
     t0 = time.perf_counter()
     status, body = http("POST", f"{gateway.url}/embed", photo.read_bytes(), "image/jpeg")
@@ -285,8 +301,9 @@ def call_api(gateway: ApiGateway, photo: Path, stored: StoredItem | None) -> boo
         f"  HTTP {status} in {ms:.0f} ms: model {body['model']}  dim {body['dim']}  norm {body['norm']:.4f}  "
         f"|embedding| {np.linalg.norm(vec):.6f}  {body['width']}x{body['height']}\n      first values [{first}, ...]"
     )
-    if stored is not None and stored.vector is not None:
-        item_vec = stored.vector.astype(np.float64)
+    stored_vec = indexing.stored_vector(stored, index)[0] if stored is not None else None
+    if stored_vec is not None:
+        item_vec = stored_vec.astype(np.float64)
         cos = float(vec @ item_vec / (np.linalg.norm(vec) * np.linalg.norm(item_vec)))
         say(f"      cosine to the S3 pipeline's item of the same photo: {cos:.6f}")
     return bool(len(vec) == body["dim"] and abs(np.linalg.norm(vec) - 1) < 1e-3)
@@ -317,6 +334,7 @@ def call_search(gateway: ApiGateway, photo: Path, expected_key: str) -> bool:
 # --- instructions --------------------------------------------------------------------------------------
 def instructions(stack: MotoStack, gateway: ApiGateway) -> str:
     n, ep, py = stack.names, stack.endpoint, shlex.quote(sys.executable)
+    vep = stack.vectors_endpoint
     creds = f"AWS_ACCESS_KEY_ID={CREDENTIALS['AWS_ACCESS_KEY_ID']} AWS_SECRET_ACCESS_KEY="
     creds += f"{CREDENTIALS['AWS_SECRET_ACCESS_KEY']} AWS_DEFAULT_REGION={REGION}"
     client = (
@@ -346,16 +364,10 @@ Search the vector index (S3 Vectors in moto; QueryVectors is emulated locally, s
   {curl} -X POST {gateway.url}/search -H 'Content-Type: application/json' \\
        -d '{{"s3": "s3://{n.bucket}/{SAMPLE_PREFIX}china.jpg", "k": 3}}'
 
-Read the items back (embedding = little-endian float32 x dim; failures carry error_code instead):
-  aws --endpoint-url {ep} dynamodb scan --table-name {n.table} --projection-expression "pk, model, dim, norm"
-  {py} - <<'EOF'
-import boto3, numpy as np
-ddb = boto3.client("dynamodb", {client})
-for item in ddb.scan(TableName="{n.table}")["Items"]:
-    if "embedding" in item:
-        vec = np.frombuffer(item["embedding"]["B"], "<f4")
-        print(item["pk"]["S"], item["model"]["S"], vec.shape, item["norm"]["N"], vec[:4])
-EOF"""
+Read an item back, its vector from the item or (ItemVector=none, the default with an index) the index:
+  {py} -m infra.cli item s3://{n.bucket}/{SAMPLE_PREFIX}china.jpg --endpoint-url {ep} \\
+       --vectors-endpoint-url {vep} --table {n.table} --vector-bucket {n.vector_bucket} --index {n.vector_index}
+  aws --endpoint-url {ep} dynamodb scan --table-name {n.table} --projection-expression 'pk, model, dim, norm'"""
 
 
 # --- signals -------------------------------------------------------------------------------------------
@@ -462,7 +474,8 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
         functions.append(fn)
     s3_fn, api_fn = functions
 
-    reporter = ItemReporter(stack.client("dynamodb"), n.table)
+    index = local_index(stack)
+    reporter = ItemReporter(stack.client("dynamodb"), n.table, index)
     poller = SqsPoller(
         stack.client("sqs"), stack.queue_url, stack.queue_arn, reporter.wrap(s3_fn.invoke), wait_seconds=1
     )
@@ -494,12 +507,13 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
     items: dict[str, StoredItem] = {}
     if pks:
         say("==> waiting for their DynamoDB items (the first invoke includes INIT: the model load)")
-        items = wait_for_items(DynamoDBSink(stack.client("dynamodb"), n.table), pks, args.timeout, since=uploaded_at)
+        sink = DynamoDBSink(stack.client("dynamodb"), n.table)
+        items = wait_for_items(sink, pks, args.timeout, since=uploaded_at, index=index)
         for pk in pks:
             if pk not in items:
                 say(f"  {pk}: NO ITEM after {args.timeout:.0f}s (see {logs}/clip-s3.log)")
         ok = len(items) == len(pks) and all(it.has_embedding for it in items.values())
-        ok = call_api(gateway, pairs[0][1], items.get(pks[0])) and ok
+        ok = call_api(gateway, pairs[0][1], items.get(pks[0]), index) and ok
         ok = call_search(gateway, pairs[0][1], pairs[0][0]) and ok
     warm.join(timeout=1)
 

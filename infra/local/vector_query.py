@@ -25,6 +25,7 @@ import http.client
 import json
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,6 +151,36 @@ def distance(q: np.ndarray, v: np.ndarray, metric: str) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ HTTP front
+# S3 Vectors' limits on one request (moto does not check them): vectors per PutVectors, keys per
+# DeleteVectors and GetVectors.
+REQUEST_LIMITS = {"PutVectors": ("vectors", 500), "DeleteVectors": ("keys", 500), "GetVectors": ("keys", 100)}
+
+
+def logical_bytes(vector: Mapping[str, Any]) -> int:
+    """A vector's logical size (what S3 Vectors' PUT price is per GB of): 4 bytes a dimension, its key, and
+    its metadata as JSON."""
+    data = (vector.get("data") or {}).get("float32") or []
+    metadata = json.dumps(vector.get("metadata") or {}, separators=(",", ":"))
+    return 4 * len(data) + len(str(vector.get("key", "")).encode()) + len(metadata.encode())
+
+
+def request_limit(operation: str, body: bytes) -> str | None:
+    """The ValidationException message S3 Vectors would answer a request over its size limit with, or None."""
+    if operation not in REQUEST_LIMITS:
+        return None
+    member, limit = REQUEST_LIMITS[operation]
+    try:
+        n = len(json.loads(body or b"{}").get(member) or [])
+    except (ValueError, AttributeError):
+        return None  # moto answers a malformed body itself
+    if n > limit:
+        return (
+            f"1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have "
+            f"length less than or equal to {limit}"
+        )
+    return None
+
+
 _REGION = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/")
 
 
@@ -160,6 +191,9 @@ class VectorQueryFront(LoopbackHttpServer):
     target: str
     port: int = 0
     queries: int = 0  # QueryVectors answered (tests read it)
+    calls: Counter[str] = field(default_factory=Counter)  # requests by operation (PutVectors, ...), all forwarded
+    vectors_written: int = 0  # vectors in the PutVectors requests that moto accepted
+    put_bytes: int = 0  # their logical size as S3 Vectors bills it: float32 data + key + metadata (JSON)
     _non_filterable: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     _clients: dict[str, Any] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
@@ -226,10 +260,20 @@ class VectorQueryFront(LoopbackHttpServer):
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = urlsplit(self.path).path
+                operation = path.strip("/")
+                front.calls[operation] += 1
                 if self.command == "POST" and path == "/QueryVectors":
                     self._query(body)
                     return
+                refused = request_limit(operation, body)
+                if refused:
+                    self._error(400, "ValidationException", refused)
+                    return
                 status, headers, data = self._forward(body)
+                if operation == "PutVectors" and status == 200:
+                    written = json.loads(body or b"{}").get("vectors") or []
+                    front.vectors_written += len(written)
+                    front.put_bytes += sum(logical_bytes(v) for v in written)
                 if self.command == "POST" and path == "/CreateIndex" and status == 200:
                     front.remember(json.loads(body or b"{}"))
                 self._reply(status, headers, data)

@@ -79,3 +79,20 @@ def test_observability_names_default_when_unset(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "svc")
     assert settings.in_lambda() and settings.service_name() == "svc"
+
+
+def test_item_vector_defaults_to_lean_with_an_index_and_full_without() -> None:
+    from handler import item
+
+    indexed = {"VECTOR_BUCKET": "vb", "VECTOR_INDEX": "images"}
+    assert Settings.from_env(indexed).item_vector_format == item.NONE
+    assert Settings.from_env({}).item_vector_format == item.FULL
+    assert Settings.from_env({**indexed, "ITEM_VECTOR": "Float16"}).item_vector_format == item.FLOAT16
+    assert Settings.from_env({"ITEM_VECTOR": "full"}).item_vector_format == item.FULL
+
+
+def test_item_vector_none_without_an_index_is_refused_at_init() -> None:
+    with pytest.raises(ValueError, match="no index is configured"):
+        Settings.from_env({"ITEM_VECTOR": "none"})
+    with pytest.raises(ValueError, match="choose one of full, float16, none, auto"):
+        Settings.from_env({"ITEM_VECTOR": "half"})

@@ -350,7 +350,9 @@ def test_a_late_repair_never_resurrects_a_deleted_objects_vector(irt, vectors, f
     assert isinstance(fetched, ingest.Unindexed)
     irt.s3.delete_object(Bucket=BUCKET, Key="k.jpg")  # ... the object is deleted and its event handled
     assert ingest.handle(event("k.jpg", seq="0B", action=Action.REMOVED), irt).outcome is Outcome.DELETED
-    assert ingest.finish(retry, irt, fetched).outcome is Outcome.DUPLICATE
+    batch = ingest.Ingest(irt)
+    assert batch.finish(retry, "retry", fetched).outcome is Outcome.DUPLICATE
+    assert not batch.flush().failed
     assert faults.calls["PutVectors"] == 2  # the failed one, the repair's (its read back then took it out)
     assert irt.sink.get(pk("k.jpg")) is None and indexed(vectors, "k.jpg") is None
 
@@ -359,18 +361,18 @@ def test_a_concurrent_newer_event_wins_the_index_too(irt, vectors, photo, photo2
     """Our vector lands after a newer event's item and vector (two invocations racing on one key): the read
     back sees the newer item and puts its vector again. No stale vector is left."""
     old, new = upload(irt, "k.jpg", photo), None
-    put = irt.index.put
+    put_many = irt.index.put_many
     raced = []
 
-    def newer_event_first(meta: ObjectMeta, emb: Embedding) -> None:
+    def newer_event_first(batch: list[tuple[ObjectMeta, Embedding]]) -> None:
         nonlocal new
         if not raced:
-            raced.append(meta.etag)
+            raced.append(batch[0][0].etag)
             new = upload(irt, "k.jpg", photo2)
             assert ingest.handle(event("k.jpg", seq="0B", **new), irt).outcome is Outcome.EMBEDDED
-        put(meta, emb)
+        put_many(batch)
 
-    monkeypatch.setattr(irt.index, "put", newer_event_first)
+    monkeypatch.setattr(irt.index, "put_many", newer_event_first)
     got = ingest.handle(event("k.jpg", seq="0A", **old), irt)
     assert got.outcome is Outcome.EMBEDDED and raced == [old["etag"]]  # our write was first, our vector last
     np.testing.assert_array_equal(stored_vector(irt, "k.jpg"), FakeEngine.vector_for(photo2))
@@ -381,22 +383,28 @@ def test_an_item_that_keeps_changing_is_retried(irt, vectors, photo, monkeypatch
     meta = upload(irt, "k.jpg", photo)
     assert ingest.handle(event("k.jpg", **meta), irt).outcome is Outcome.EMBEDDED
     flips = iter(range(100))
-    get = irt.sink.get
+    get_many = irt.sink.get_many
 
-    def changing(key: str) -> Any:  # every read back finds the item changed again (there, gone, there, ...)
-        stored = get(key)
-        return stored if next(flips) % 2 == 0 else None
+    def changing(keys: list[str]) -> Any:  # every read back finds the item changed again (there, gone, ...)
+        stored = get_many(keys)
+        return stored if next(flips) % 2 == 0 else dict.fromkeys(keys)
 
-    monkeypatch.setattr(irt.sink, "get", changing)
-    with pytest.raises(TransientError, match="kept changing"):
-        indexing.follow(irt.sink, irt.index, indexing.Delete(pk("k.jpg")))
+    monkeypatch.setattr(irt.sink, "get_many", changing)
+    writes = indexing.IndexWrites(irt.sink, irt.index)
+    writes.add(indexing.Delete(pk("k.jpg")), "msg")
+    failed = writes.flush()
+    assert list(failed) == ["msg"] and "kept changing" in str(failed["msg"])
     assert next(flips) == indexing.MAX_ROUNDS  # one read back a round
     monkeypatch.undo()
     assert ingest.handle(event("k.jpg", **meta), irt).outcome is Outcome.DUPLICATE  # the retry settles it
     assert_follows(irt, vectors, "k.jpg")
 
 
-def test_the_sqs_record_fails_alone_and_its_retry_fills_the_index(irt, vectors, faults, photo, photo2, context) -> None:
+def test_the_sqs_record_fails_alone_and_its_retry_fills_the_index(
+    irt, vectors, faults, photo, photo2, context, monkeypatch
+) -> None:
+    """A PutVectors per record (batches of one): the failed request fails its record alone."""
+    monkeypatch.setattr(indexing, "MAX_WRITE_BATCH", 1)
     a, b = upload(irt, "a.jpg", photo), upload(irt, "b.jpg", photo2)
     bodies = [s3_notification(BUCKET, key, etag=m["etag"], size=m["size"], sequencer="0A")
               for key, m in (("a.jpg", a), ("b.jpg", b))]  # fmt: skip
@@ -437,13 +445,15 @@ def test_the_index_is_configured_by_two_variables(monkeypatch) -> None:
         def create_client(self, service: str, config: Any) -> tuple[str, Any]:
             return service, config
 
-    index = vector_index.connect(s, Session(), "config", model="m")
-    assert index is not None and (index.client, index.bucket, index.index, index.model) == (
-        ("s3vectors", "config"),
+    index = vector_index.connect(s, Session(), runtime.BOTO_CONFIG, model="m")
+    assert index is not None and (index.client[0], index.bucket, index.index, index.model) == (
+        "s3vectors",
         "vb",
         "images",
         "m",
     )
+    config = index.client[1]  # the functions' timeouts, with adaptive retries of throttling
+    assert config.retries == {"mode": "adaptive", "max_attempts": 8} and config.read_timeout == 15
     assert vector_index.connect(Settings(vector_bucket="vb"), Session(), None, model="m") is None
     assert vector_index.connect(Settings(vector_index="images"), Session(), None, model="m") is None
 

@@ -59,7 +59,7 @@ def test_batch_with_s3_store_and_errors_in_place(api_fn: LocalFunction, stack: M
     item = stack.client("dynamodb").get_item(
         TableName=stack.names.table, Key={"pk": {"S": f"s3://{bucket}/api/stored photo.jpg"}}, ConsistentRead=True
     )["Item"]
-    stored = np.frombuffer(item["embedding"]["B"], "<f4")
+    stored = stack.stored_vector(item)
     assert cosine(stored, r[0]["embedding"]) >= 0.999999
 
 

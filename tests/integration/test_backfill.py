@@ -154,6 +154,9 @@ def test_backfill_embeds_every_listed_image_once(
     assert (counts.total, counts.succeeded, counts.failed, counts.pending, counts.running) == (1000, 1000, 0, 0, 0)
     assert counts.batches == 40 and counts.retries >= 1 and ddb_proxy.counts["throttle"] == 70
     assert seen and seen[-1].succeeded == 1000
+    # The index: one PutVectors per invocation at most (its batch's vectors together, ≤ 500 a request), plus
+    # the live invoke's; never one per object.
+    assert 1 <= stack.vector_calls["PutVectors"] <= 1 + counts.batches + counts.retries
 
     # Per object, the outcome of the batch's last (successful) attempt, from the ResultWriter report.
     report = json.loads(s3.get_object(Bucket=REPORTS, Key=result.report_prefix + "SUCCEEDED_0.json")["Body"].read())
@@ -177,7 +180,7 @@ def test_backfill_embeds_every_listed_image_once(
     }
     for i in range(N_IMAGES):
         if i not in DELETED:
-            assert "embedding" in items[uri + key(i)] and "error_code" not in items[uri + key(i)]
+            assert "embedded_at" in items[uri + key(i)] and "error_code" not in items[uri + key(i)]
     assert Counter(it["error_code"]["S"] for it in items.values() if "error_code" in it) == {"not_an_image": 50}
     # Written once each: no image is reported written twice. A write that applied in an attempt that then
     # failed (the index write or the item's re-read throttled) is reported "duplicate" by the retry, so the
@@ -197,7 +200,7 @@ def test_backfill_embeds_every_listed_image_once(
         files.append(tmp_path / f"{i}.jpg")
     ref = cli_embeddings(model_dir, files)
     for i, f in zip(sample, files, strict=True):
-        vec = np.frombuffer(items[uri + key(i)]["embedding"]["B"], "<f4")
+        vec = stack.stored_vector(items[uri + key(i)])
         assert cosine(vec, ref[str(f)]) > 0.99999
 
     # Resumable: a re-run finds every object done (duplicate, or its failure recorded) and embeds nothing.

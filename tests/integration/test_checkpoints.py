@@ -142,8 +142,8 @@ def test_upload_item_index_and_search_at_the_models_dimension(arch_stack: dict[s
     reference = cli_embeddings(arch_stack["model"], list(files.values()))
     for key, path in files.items():
         item = items[f"s3://{bucket}/{key}"]
-        vec = np.frombuffer(item["embedding"]["B"], "<f4")
-        assert vec.shape == (dim,) and int(item["dim"]["N"]) == dim
+        vec = stack.stored_vector(item)
+        assert vec is not None and vec.shape == (dim,) and int(item["dim"]["N"]) == dim
         assert cosine(vec, reference[str(path)]) >= 0.99999, key
     api = arch_stack["api"]
     status, model = _api(api, "GET", "/model")
