@@ -8,7 +8,7 @@ directory (``build-model``, both towers, ``--cross-cpu off``), then in a fresh p
 the image tower's model-only ms per image (int8 and fp32, one thread: the Lambda default of 1,024 MB), the
 text tower's, the peak RSS of a process that loaded both towers and embedded one photo, the INIT
 self-check's ms, the files' sizes, and from the image ms the compute cost per million images at 1,024 MB
-(x86 price). Results: ``bench/results/<cpu>/architectures.json`` and ``.md``.
+(x86 price, at the vCPU share Lambda gives 1,024 MB). Results: ``bench/results/<cpu>/architectures.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import results_dir, write_report
+from layer.settings import LAMBDA_MB_PER_VCPU
 
 X86_GB_SECOND = 0.0000166667  # USD, us-east-1, first tier (2026 price page)
 REQUEST = 0.20 / 1e6
@@ -70,8 +71,16 @@ def measure(model: Path, runs: int = 12) -> dict[str, Any]:
     out["self_check_ms"] = check.ms if check else None  # both towers' canaries, one thread
     out["self_check_passed"] = check.passed if check else None
     image_s = out["towers"]["image"]["int8"] / 1e3
-    out["usd_per_million_images_1024mb"] = round(1e6 * (image_s * MEMORY_MB / 1024 * X86_GB_SECOND + REQUEST), 2)
+    out["usd_per_million_images_1024mb"] = usd_per_million(image_s)
     return out
+
+
+def usd_per_million(image_s_one_vcpu: float, memory_mb: int = MEMORY_MB) -> float:
+    """Compute cost of the model alone per million images: Lambda gives ``memory_mb / 1769`` of a vCPU (below
+    1,769 MB), so one image takes ``image_s x 1769 / memory_mb`` seconds at ``memory_mb / 1024`` GB: the
+    GB-seconds do not depend on the size (``image_s x 1769 / 1024``) while the size stays under one vCPU."""
+    seconds = image_s_one_vcpu * LAMBDA_MB_PER_VCPU / min(memory_mb, LAMBDA_MB_PER_VCPU)
+    return round(1e6 * (seconds * memory_mb / 1024 * X86_GB_SECOND + REQUEST), 2)
 
 
 def peak_rss(model: Path) -> float:

@@ -18,9 +18,12 @@ million requests; one invoke carries ``--batch-size`` images. arm64 is not measu
 QEMU's speed says nothing): its columns take this CPU's billed time per image, replace the measured
 inference time by the README's Graviton2 estimate (``ARM64_INFERENCE_MS_PER_VCPU``, from peak int8
 multiply-accumulates per cycle) divided by the size's vCPU share, and keep the rest (decode, I/O) as
-measured. The all-in column adds the per-image charges of the other services (``OTHER_USD``,
-list prices, us-east-1, with the date they were taken). INIT (billed for container images) is amortized
-over a warm environment's life and left out. Writes bench/results/<cpu kind>/lambda_cost.json, .md.
+measured. The all-in column adds the per-image charges of the other services: DynamoDB, S3 and S3 Vectors
+from the requests the run made, counted by operation (proxies in front of moto, the local S3 Vectors front)
+and the items' write units; SQS from the mapping's batch size (``PRICES``, list prices, us-east-1, dated).
+INIT (billed for container images) is amortized over a warm environment's life and left out. Writes
+bench/results/<cpu kind>/lambda_cost.json, .md, and the all-in figure at the default size into
+bench/results/cost.json (``bench.cost_summary``).
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ from typing import Any
 
 from PIL import Image
 
+from bench import cost_summary
 from bench.machine import results_dir, write_report
+from handler import item
+from handler.sinks.dynamodb import from_dynamodb
 from infra.local.container_rie import ContainerFunction
 from infra.local.faults import FaultProxy
 from infra.local.moto_stack import MotoStack, StackNames
@@ -53,20 +59,42 @@ REQUEST_USD = 0.20 / 1e6
 # README, "CPU paths": Graviton2's int8 rate ≈ an AVX2 core's exact u8 kernel, ~100-130 ms per image on one vCPU.
 ARM64_INFERENCE_MS_PER_VCPU = 115.0
 SIZES = (512, 768, 1024, 1536, 1769, 3008)
-PRICES_DATE = "us-east-1 list prices as published in 2025; no pricing page is reachable here: check before quoting"
-# Per image, every service but Lambda compute (us-east-1 list prices):
-OTHER_USD = {
-    # PutItem of ~2.3 KB (vector 2 KB + attributes): 3 write units at $0.625 per million (on-demand).
-    "dynamodb_write": 3 * 0.625 / 1e6,
-    # The strongly consistent GetItem of the duplicate check: 1 read unit at $0.125 per million.
-    "dynamodb_read": 0.125 / 1e6,
-    # GET of the object, and the HEAD after the write that closes the delete race: $0.0004 per 1,000 each.
-    "s3_get": 0.0004 / 1e3,
-    "s3_head": 0.0004 / 1e3,
-    # SQS standard, $0.40 per million requests: S3's SendMessage per image, plus the event source
-    # mapping's receive and delete per batch of 10 (~0.2 per image); polling while idle is left out.
-    "sqs": 1.2 * 0.40 / 1e6,
+DEFAULT_MEMORY_MB = 1024  # template.yaml's S3FunctionMemorySize
+PRICES_DATE = "us-east-1 list prices as published in 2025-2026; no pricing page is reachable here: check before quoting"
+# Unit prices of every service an upload touches (us-east-1). The per-image charges are the measured request
+# counts of the run times these (``other_usd``), not assumed counts.
+PRICES = {
+    "dynamodb_write_unit": 0.625 / 1e6,  # on-demand, per write request unit (1 KB of item)
+    "dynamodb_read_unit": 0.125 / 1e6,  # on-demand, per read request unit (strongly consistent, 4 KB)
+    "s3_get": 0.0004 / 1e3,  # GET and HEAD (S3 Standard)
+    "sqs_request": 0.40 / 1e6,  # standard queue
+    "s3_vectors_put_gb": 0.20,  # per GB of logical data written (vector, key, metadata)
+    "s3_vectors_storage_gb_month": 0.06,  # per GB-month stored (recurring: not in the per-upload figure)
 }
+# A PutVectors is billed for at least 128 KB of logical data (reported by third parties, not on an AWS page
+# reachable here; AWS's best practices only say that batching writes lowers their cost): a request of 10
+# vectors of ~2.4 KB is billed as 128 KB. Counted per request, so the batching's effect is in the figure.
+S3_VECTORS_MIN_PUT_BYTES = 128 * 1024
+GB = 2**30
+SQS_BATCH = 10  # template S3BatchSize: the event source mapping's receive + delete per batch
+
+
+def other_usd(ops: dict[str, float], images: int, write_units: float, batch_size: int = SQS_BATCH) -> dict[str, float]:
+    """Per-image USD of every service but Lambda, from a run's request counts (``ops``: DynamoDB operations,
+    S3 methods, S3 Vectors operations and ``PutVectors.bytes``) and its items' mean write units."""
+    p = PRICES
+    puts = ops.get("PutVectors", 0.0)
+    billed = max(puts * S3_VECTORS_MIN_PUT_BYTES, ops.get("PutVectors.bytes", 0.0)) if puts else 0.0
+    return {
+        "dynamodb_write": ops.get("PutItem", 0.0) * write_units * p["dynamodb_write_unit"] / images,
+        "dynamodb_read": (ops.get("GetItem", 0.0) + ops.get("BatchGetItem.keys", 0.0))
+        * p["dynamodb_read_unit"]
+        / images,
+        "s3_get_head": (ops.get("GET", 0.0) + ops.get("HEAD", 0.0)) * p["s3_get"] / images,
+        # S3's SendMessage per object, the mapping's receive and delete per batch; idle polling left out.
+        "sqs": (1 + 2 / batch_size) * p["sqs_request"],
+        "s3_vectors_put": billed / GB * p["s3_vectors_put_gb"] / images,
+    }
 
 
 def twelve_mp_jpegs() -> list[bytes]:
@@ -98,6 +126,17 @@ def stage_ms_per_image(logs: str, skip_invokes: int) -> dict[str, float]:
     return {k: round(statistics.fmean(v), 1) for k, v in totals.items() if v}
 
 
+def requests_so_far(stack: MotoStack, s3_proxy: FaultProxy, ddb_proxy: FaultProxy) -> dict[str, float]:
+    """Every billed request the stack's services saw so far, by operation (and PutVectors' logical bytes)."""
+    front = stack._vectors
+    return {
+        **{k: float(v) for k, v in ddb_proxy.operations.items()},
+        **{k: float(v) for k, v in s3_proxy.operations.items() if k in ("GET", "HEAD")},
+        **{k: float(v) for k, v in stack.vector_calls.items()},
+        "PutVectors.bytes": float(front.put_bytes if front is not None else 0),
+    }
+
+
 def put_batch(stack: MotoStack, photos: list[bytes], prefix: str, n: int) -> None:
     s3 = stack.client("s3")
     for i in range(n):
@@ -120,7 +159,8 @@ def measure_size(
     latency: S3Latency,
     dimension: int,
 ) -> dict[str, Any]:
-    # A fresh stack per size: its own queue and table, no leftovers between sizes.
+    # A fresh stack per size: its own queue and table, no leftovers between sizes. DynamoDB and S3 behind
+    # proxies that count the requests by operation (S3's also adds its latency); S3 Vectors' front counts its own.
     with (
         MotoStack(names=StackNames(visibility_timeout=900, dimension=dimension)) as stack,
         FaultProxy(
@@ -130,13 +170,17 @@ def measure_size(
             delay_s=latency.first_byte_ms / 1e3,
             bytes_per_s=latency.mbps * 1e6,
         ) as s3_proxy,
+        FaultProxy(stack.endpoint, mode="pass", flavor="dynamodb") as ddb_proxy,
     ):
         sqs = stack.client("sqs")
         while msgs := sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=1).get("Messages"):
             for m in msgs:  # the s3:TestEvent queued when the notification was configured
                 sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=m["ReceiptHandle"])
         env = stack.function_env(
-            POWERTOOLS_TRACE_DISABLED="true", AWS_ENDPOINT_URL_S3=s3_proxy.endpoint, S3_PREFETCH=str(prefetch)
+            POWERTOOLS_TRACE_DISABLED="true",
+            AWS_ENDPOINT_URL_S3=s3_proxy.endpoint,
+            AWS_ENDPOINT_URL_DYNAMODB=ddb_proxy.endpoint,
+            S3_PREFETCH=str(prefetch),
         )
         fn = ContainerFunction(image, "handler.s3.lambda_handler", env=env, memory_mb=memory, timeout_s=900)
         with fn:
@@ -144,6 +188,7 @@ def measure_size(
             put_batch(stack, photos, "warmup", batch_size)
             poller.drain(timeout=900)
             n_warm = len(fn.reports())
+            before = requests_so_far(stack, s3_proxy, ddb_proxy)
             for b in range(batches):
                 put_batch(stack, photos, f"batch{b}", batch_size)
                 poller.drain(timeout=900)
@@ -151,7 +196,11 @@ def measure_size(
                 raise RuntimeError(f"failures at {memory} MB: {poller.stats}\n{fn.logs()[-3000:]}")
             reports = fn.reports()
             stages = stage_ms_per_image(fn.logs(), n_warm)
-            items = stack.client("dynamodb").scan(TableName=stack.names.table, Select="COUNT")["Count"]
+            ops = requests_so_far(stack, s3_proxy, ddb_proxy)
+            ops = {k: v - before.get(k, 0.0) for k, v in ops.items() if v - before.get(k, 0.0)}
+            scanned = stack.client("dynamodb").scan(TableName=stack.names.table, ConsistentRead=True)["Items"]
+            items = len(scanned)
+            write_units = statistics.fmean(item.write_units(from_dynamodb(it)) for it in scanned)
     timed = reports[n_warm:]
     sizes = poller.stats.batch_sizes[-len(timed) :] if timed else []
     images = sum(sizes)
@@ -163,7 +212,8 @@ def measure_size(
     invokes_per_m = 1e6 * len(timed) / images
     compute_usd = gb_s_per_image * GB_SECOND_USD * 1e6
     request_usd = invokes_per_m * REQUEST_USD
-    other_usd = sum(OTHER_USD.values()) * 1e6
+    other = other_usd(ops, images, write_units)
+    other_m = sum(other.values()) * 1e6
     cpus = min(memory / LAMBDA_MB_PER_VCPU, 2.0)
     arm64_ms = ms_per_image - stages.get("InferenceTime", 0.0) + ARM64_INFERENCE_MS_PER_VCPU / cpus
     arm64_usd = memory / 1024 * arm64_ms / 1000 * GB_SECOND_USD_ARM64 * 1e6
@@ -174,8 +224,11 @@ def measure_size(
         "gb_s_per_image": round(gb_s_per_image, 5),
         "ms_per_image_arm64_est": round(arm64_ms, 1),
         "usd_compute_arm64_est": round(arm64_usd, 2),
-        "usd_all_in": round(compute_usd + request_usd + other_usd, 2),
-        "usd_all_in_arm64_est": round(arm64_usd + request_usd + other_usd, 2),
+        "usd_all_in": round(compute_usd + request_usd + other_m, 2),
+        "usd_all_in_arm64_est": round(arm64_usd + request_usd + other_m, 2),
+        "usd_other_per_million": {k: round(v * 1e6, 3) for k, v in other.items()},
+        "requests_per_image": {k: round(v / images, 3) for k, v in sorted(ops.items())},
+        "item_write_units": round(write_units, 2),
         "cpus": round(memory / LAMBDA_MB_PER_VCPU, 3),
         "init_ms": reports[0].init_ms,
         "invokes": len(timed),
@@ -217,12 +270,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['ms_per_image']:.0f} | {r['gb_s_per_image']:.4f} | {r['usd_compute']:.2f}{mark} "
             f"| {r['usd_compute_arm64_est']:.2f} | {r['usd_all_in']:.2f} | {r['usd_all_in_arm64_est']:.2f} | {stages} |"
         )
-    other = ", ".join(f"{k.replace('_', ' ')} ${v * 1e6:.3f}" for k, v in OTHER_USD.items())
+    other = "; ".join(
+        f"{r['memory_mb']} MB: "
+        + ", ".join(f"{k.replace('_', ' ')} ${v:.3f}" for k, v in r["usd_other_per_million"].items())
+        for r in rows
+    )
     lines += [
         "",
         f"$/M = GB-s per image x price x 1e6 + requests (1e6 / {result['batch_size']} x $0.20 / 1e6). Prices "
         f"({PRICES_DATE}): ${GB_SECOND_USD} per GB-s x86_64, ${GB_SECOND_USD_ARM64} arm64, $0.20 per million "
-        f"requests; all-in adds, per million images: {other}. arm64 is estimated, not measured: this CPU's "
+        f"requests; all-in adds the other services' charges per million images, from the requests counted in "
+        f"the run (S3 Vectors PUTs at a {S3_VECTORS_MIN_PUT_BYTES // 1024} KB minimum per request): {other}. "
+        "arm64 is estimated, not measured: this CPU's "
         f"time per image with inference replaced by {ARM64_INFERENCE_MS_PER_VCPU:.0f} ms / vCPU share (README, "
         "CPU paths). INIT is not included.",
     ]
@@ -240,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--s3-first-byte-ms", type=float, default=S3Latency.first_byte_ms)
     ap.add_argument("--s3-mbps", type=float, default=S3Latency.mbps)
     ap.add_argument("--out", type=Path, default=RESULTS / "lambda_cost.json")
+    ap.add_argument("--summary", type=Path, default=cost_summary.SUMMARY, help="the cost figures file to update")
     args = ap.parse_args(argv)
 
     photos = twelve_mp_jpegs()
@@ -265,11 +325,28 @@ def main(argv: list[str] | None = None) -> int:
             "gb_second_usd": GB_SECOND_USD,
             "gb_second_usd_arm64": GB_SECOND_USD_ARM64,
             "request_usd": REQUEST_USD,
-            "other_usd_per_image": OTHER_USD,
+            "other": PRICES,
+            "s3_vectors_min_put_bytes": S3_VECTORS_MIN_PUT_BYTES,
         },
         "sizes": sizes,
     }
     print(write_report(result, args.out, markdown))
+    default = [r for r in sizes if r["memory_mb"] == DEFAULT_MEMORY_MB and r["prefetch"] > 0]
+    if default:
+        row = default[0]
+        cost_summary.update(
+            {"all_in_usd_per_million": row["usd_all_in"]},
+            "bench.cost",
+            args.summary,
+            memory_mb=DEFAULT_MEMORY_MB,
+            usd_compute=row["usd_compute"],
+            usd_requests=row["usd_requests"],
+            usd_other=row["usd_other_per_million"],
+            requests_per_image=row["requests_per_image"],
+            item_write_units=row["item_write_units"],
+            ms_per_image=row["ms_per_image"],
+            prices=PRICES_DATE,
+        )
     return 0
 
 

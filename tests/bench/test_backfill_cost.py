@@ -1,4 +1,5 @@
-"""bench/backfill_cost.py: the backfill's time and price follow from the measured cost per image."""
+"""bench/backfill_cost.py: the backfill's time and price follow from the measured cost per image, its request
+counts and the vector index's write limits; the figures land in the cost summary with their targets."""
 
 from __future__ import annotations
 
@@ -9,50 +10,55 @@ import pytest
 
 from bench import backfill_cost
 
+# A bench/cost.py row: 80 ms billed per image at 1,024 MB, and what one image asked of each service.
+ROW = {
+    "memory_mb": 1024, "prefetch": 2, "ms_per_image": 80.0, "gb_s_per_image": 0.08, "item_write_units": 1.0,
+    "requests_per_image": {"GET": 1.0, "HEAD": 1.0, "GetItem": 1.0, "BatchGetItem.keys": 1.0, "PutItem": 1.0,
+                           "PutVectors": 0.1, "PutVectors.bytes": 2400.0},
+}  # fmt: skip
 
-def test_time_and_price_follow_the_measured_row(tmp_path: Path) -> None:
-    cost = {
-        "measured_at": "2026-11-29T00:00:00Z",
-        "sizes": [
-            {"memory_mb": 1024, "prefetch": 0, "ms_per_image": 130.0, "gb_s_per_image": 0.13},
-            {"memory_mb": 1024, "prefetch": 2, "ms_per_image": 80.0, "gb_s_per_image": 0.08},
-        ],
-    }
+
+def run(tmp_path: Path, *argv: str, row: dict | None = None) -> tuple[dict, dict]:
+    cost = {"measured_at": "2026-12-01T00:00:00Z", "sizes": [{**ROW, "prefetch": 0, "ms_per_image": 130.0}, row or ROW]}
     (tmp_path / "cost.json").write_text(json.dumps(cost))
-    out = tmp_path / "backfill.json"
-    argv = ["--cost", str(tmp_path / "cost.json"), "--out", str(out), "--batch-size", "50", "--concurrency", "400"]
-    assert backfill_cost.main([*argv, "--no-index"]) == 0
-    result = json.loads(out.read_text())
-    assert result["ms_per_image"] == 80.0  # the read-ahead row
-    one_m, ten_m, hundred_m = result["plans"]
-    assert [p["images"] for p in result["plans"]] == [1_000_000, 10_000_000, 100_000_000]
-    # 400 batches of 50 at 80 ms per image: 400 x 50 / 4 s = 5,000 images/s; 10 M in 2,000 s.
-    assert ten_m["images_per_s"] == pytest.approx(5000) and ten_m["hours"] == pytest.approx(2000 / 3600)
-    assert ten_m["write_units_per_s"] == pytest.approx(15000)
-    assert ten_m["usd"]["lambda_compute"] == pytest.approx(10e6 * 0.08 * 0.0000166667, abs=0.01)
-    assert ten_m["usd"]["dynamodb"] == pytest.approx(10e6 * (3 * 0.625 + 0.125) / 1e6, abs=0.01)
-    assert ten_m["usd"]["lambda_requests"] == pytest.approx(200_000 * 0.2 / 1e6, abs=0.01)
-    assert hundred_m["usd_total"] == pytest.approx(10 * ten_m["usd_total"], rel=1e-3)
-    assert one_m["usd_total"] == pytest.approx(ten_m["usd_total"] / 10, rel=1e-2)
-    assert "10,000,000" in out.with_suffix(".md").read_text()
+    out, summary = tmp_path / "backfill.json", tmp_path / "summary.json"
+    args = ["--cost", str(tmp_path / "cost.json"), "--out", str(out), "--summary", str(summary), *argv]
+    assert backfill_cost.main(args) == 0
+    return json.loads(out.read_text()), json.loads(summary.read_text())
 
 
-def test_a_cost_file_without_read_ahead_rows_is_refused(tmp_path: Path) -> None:
+def test_the_defaults_come_from_the_index_limits_and_the_figures_reach_the_summary(tmp_path: Path) -> None:
+    """At 80 ms per object: 2,500 x 0.08 = 200 batches at once, batches of 375 (60 s x 0.5 / 0.08): the index's
+    2,500 vectors/s is the limit, so 10 M take 4,000 s."""
+    result, summary = run(tmp_path)
+    assert (result["ms_per_image"], result["batch_size"], result["concurrency"]) == (80.0, 375, 200)
+    ten = result["plans"][1]
+    assert ten["images_per_s"] == pytest.approx(2500) and ten["limited_by"] == "the index's 2,500 vectors/s"
+    assert ten["minutes"] == pytest.approx(10e6 / 2500 / 60)
+    assert ten["put_vectors_requests"] == pytest.approx(10e6 / 375, abs=1)
+    assert ten["usd"]["lambda_compute"] == pytest.approx(10e6 * 0.08 * 0.0000166667, abs=0.01)
+    # One write unit, two reads (the check and the read back after the index write) per image.
+    assert ten["usd"]["dynamodb"] == pytest.approx(10e6 * (0.625 + 2 * 0.125) / 1e6, abs=0.01)
+    assert ten["usd"]["s3"] == pytest.approx(10_000 * 0.005 / 1e3 + 10e6 * 2 * 0.0004 / 1e3, abs=0.01)
+    # 375 vectors of 2,400 B a request (879 KB, over the 128 KB minimum): the bytes themselves.
+    assert ten["usd"]["s3_vectors"] == pytest.approx(26_667 * 375 * 2400 / 2**30 * 0.20, rel=1e-3)
+    assert summary["backfill_10m_minutes"] == pytest.approx(66.7) and summary["met"]["backfill_10m_minutes"]
+    assert summary["backfill_10m_usd"] == ten["usd_total"]
+    assert summary["measured"]["backfill_10m_usd"]["cpu"]["model"] and summary["targets"]["backfill_10m_usd"] == 25
+
+
+def test_small_batches_pay_the_minimum_put_size_and_slow_lambda_limits_the_rate(tmp_path: Path) -> None:
+    result, _ = run(tmp_path, "--batch-size", "10", "--concurrency", "100")
+    ten = result["plans"][1]
+    assert ten["images_per_s"] == pytest.approx(100 / 0.08) and ten["limited_by"] == "Lambda concurrency"
+    assert ten["usd"]["s3_vectors"] == pytest.approx(1e6 * 128 * 1024 / 2**30 * 0.20, rel=1e-3)  # 128 KB each
+
+
+def test_a_cost_file_without_read_ahead_rows_or_request_counts_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cost.json").write_text(json.dumps({"sizes": [{"memory_mb": 1024, "prefetch": 0}]}))
     with pytest.raises(SystemExit, match=r"bench\.cost"):
         backfill_cost.main(["--cost", str(tmp_path / "cost.json"), "--out", str(tmp_path / "o.json")])
-
-
-def test_the_vector_index_caps_the_rate_and_adds_its_writes(tmp_path: Path) -> None:
-    cost = {"sizes": [{"memory_mb": 1024, "prefetch": 2, "ms_per_image": 80.0, "gb_s_per_image": 0.08}]}
-    (tmp_path / "cost.json").write_text(json.dumps(cost))
-    runs = {}
-    for flag in ([], ["--no-index"]):
-        out = tmp_path / f"b{len(flag)}.json"
-        assert backfill_cost.main(["--cost", str(tmp_path / "cost.json"), "--out", str(out), *flag]) == 0
-        runs[bool(flag)] = json.loads(out.read_text())["plans"][1]  # 10 M
-    indexed, plain = runs[False], runs[True]
-    assert indexed["images_per_s"] == 1000 < plain["images_per_s"]  # 1,000 PutVectors per second per index
-    assert indexed["hours"] == pytest.approx(10e6 / 1000 / 3600)
-    assert indexed["usd"]["s3_vectors"] == pytest.approx(10e6 * 2300 / 1e9 * 0.20, abs=0.01)
-    assert indexed["usd"]["dynamodb"] == pytest.approx(plain["usd"]["dynamodb"] + 10e6 * 0.125 / 1e6, abs=0.01)
+    old = {k: v for k, v in ROW.items() if k != "requests_per_image"}
+    (tmp_path / "cost.json").write_text(json.dumps({"sizes": [old]}))
+    with pytest.raises(SystemExit, match="request counts"):
+        backfill_cost.main(["--cost", str(tmp_path / "cost.json"), "--out", str(tmp_path / "o.json")])
