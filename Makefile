@@ -11,7 +11,7 @@ SOURCE ?=
 # torch is a build-time dependency only; the CPU wheel first, else a plain `torch` pulls a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test lint unit bench soak mutation model dev-model image venv scanners lock clean
+.PHONY: run ui test lint unit bench soak mutation model dev-model image venv scanners lock clean
 
 venv: $(VENV)/.installed
 # constraints.txt pins the versions the suite last passed with (a fresh resolve of this many packages
@@ -66,6 +66,10 @@ dev-model: | venv
 # The local stack builds the model first if it is missing, falling back to random-init offline (loudly).
 run: venv
 	$(BIN)/clip-lambda local --model $(MODEL_DIR) $(if $(SOURCE),--source "$(SOURCE)")
+
+# The gallery against a running local stack (make run starts one and prints its own gallery URL).
+ui: venv
+	$(BIN)/clip-lambda ui
 
 lint: venv
 	$(BIN)/ruff check .

@@ -171,7 +171,8 @@ def media_type() -> str:
         "Raw body with Content-Type image/* (or application/octet-stream) → one embedding. "
         'JSON {"images": [{"data": base64} | {"s3": "s3://bucket/key"}], "store": false} → one result per '
         "image, in order, each an embedding or its own error; store=true also writes the DynamoDB item of "
-        "each s3 reference."
+        'each s3 reference. "tags": true (JSON) or ?tags=true (raw body) also returns each image\'s zero-shot '
+        "tags (labels of the model's vocabulary with their cosine, best first)."
     ),
     responses={
         200: {
@@ -196,13 +197,27 @@ def embed() -> Response[dict[str, Any]]:
     kind = media_type()
     if kind.startswith("image/") or kind == "application/octet-stream":
         data = request_body(rt.settings.limits.max_bytes)
-        return json_response(200, EmbeddingOut.of(rt.embed_image(data)).model_dump())
+        tags = wants_tags(rt)
+        return json_response(200, EmbeddingOut.of(rt.embed_image(data), tags).model_dump(exclude_none=True))
     if is_json(kind):
         return json_response(200, embed_batch(rt).model_dump(exclude_none=True))
     raise RequestError(
         "unsupported_media_type",
         f"Content-Type {kind or '(none)'} is not supported: send image/* or application/json",
     )
+
+
+def wants_tags(rt: runtime.Runtime, asked: bool | None = None) -> bool:
+    """Whether the caller asked for tags (``asked``: the JSON field; else ``?tags=true``); a model without a
+    label vocabulary answers 501 tags_unavailable rather than an empty list."""
+    if asked is None:
+        raw = (app.current_event.query_string_parameters or {}).get("tags", "false").strip().lower()
+        if raw not in ("true", "false", "1", "0"):
+            raise RequestError("invalid_request", f"tags={raw[:20]!r}: use tags=true or tags=false")
+        asked = raw in ("true", "1")
+    if asked and rt.engine.tagger is None:
+        raise RequestError("tags_unavailable", "this deployment's model was built without a label vocabulary")
+    return asked
 
 
 def sound_runtime() -> runtime.Runtime:
@@ -245,11 +260,12 @@ def embed_batch(rt: runtime.Runtime) -> BatchResponse:
         raise RequestError("too_many_images", f"{len(request.images)} images; the limit is {rt.settings.max_batch}")
     if request.store and not rt.settings.allow_store:
         raise RequestError("store_disabled", "this API does not write items (API_ALLOW_STORE=false)")
-    results = [one_image(rt, i, ref, request.store) for i, ref in enumerate(request.images)]
+    tags = wants_tags(rt, request.tags)
+    results = [one_image(rt, i, ref, request.store, tags) for i, ref in enumerate(request.images)]
     return BatchResponse(model=rt.engine.model_id, dim=rt.engine.dim, results=results)
 
 
-def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> BatchItem:
+def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool, tags: bool = False) -> BatchItem:
     """One image of a batch: its embedding or its own error, never the whole request's."""
     try:
         blob = None
@@ -261,7 +277,7 @@ def one_image(rt: runtime.Runtime, index: int, ref: ImageRef, store: bool) -> Ba
         emb = rt.embed_image(data)
     except (ImageError, RequestError) as exc:
         return BatchItem(index=index, s3=ref.s3, status=exc.http_status, error=refused(exc))
-    out = BatchItem.embedded(index, emb, s3=ref.s3)
+    out = BatchItem.embedded(index, emb, s3=ref.s3, tags=tags)
     if store and blob is not None:
         try:
             outcome = ingest.store(rt, blob, emb)
@@ -338,11 +354,13 @@ def embed_text(rt: runtime.Runtime, text: str) -> Embedding:
 
 @app.post(
     "/search",
-    summary="The k images of the vector index nearest to a text, an image or an s3 reference",
+    summary="The k images of the vector index nearest to a text, an image or an s3 reference, or with given tags",
     description=(
         'JSON {"text": "a red bicycle"} or {"image": base64} or {"s3": "s3://bucket/key"}, with "k" (1-100, '
-        'default 10) and an optional key "prefix" → {"results": [{"key", "bucket", "score", "width", '
-        '"height", "etag"}]}, best first; score is the cosine similarity. "k" is a JSON integer; an "s3" key '
+        'default 10), an optional key "prefix" and optional "tags" (each one required; alone, without a query, '
+        'they browse: the images carrying them, ranked by the first label) → {"results": [{"key", "bucket", '
+        '"score", "width", "height", "etag", "tags"}]}, best first; score is the cosine similarity. "k" is a '
+        'JSON integer; an "s3" key '
         "is taken literally (no %xx decoding), as a result's key and bucket give it, and answered with the "
         "object's stored vector when its item holds this model's embedding (from the item or the index), else "
         "the object is read and embedded. An index that refuses for "
@@ -369,13 +387,19 @@ def search() -> Response[dict[str, Any]]:
     elif request.image is not None:
         data, kind = _b64decode(request.image, "image"), "image"
         vector = rt.embed_image(data).vector
-    else:
+    elif request.s3 is not None:
         kind = "s3"
-        found = stored_query_vector(rt, request.s3 or "")
-        vector = found if found is not None else rt.embed_image(read_reference(rt, request.s3 or "").data).vector
+        found = stored_query_vector(rt, request.s3)
+        vector = found if found is not None else rt.embed_image(read_reference(rt, request.s3).data).vector
+    else:
+        kind = "tags"
+        vector = tag_vectors(rt, request.tags or [])[0]
+    tags = request.tags or []
+    if tags and kind != "tags":
+        tag_vectors(rt, tags)  # each one known, or 400
     try:
         with subsegment("index.query"):
-            matches = rt.index.query(vector, request.k, request.prefix)
+            matches = rt.index.query(vector, request.k, request.prefix, tags)
     except IndexMisconfigured as exc:
         count("IndexMisconfigured")
         logger.error("the vector index refused the search for good: the deployment must change",
@@ -385,11 +409,25 @@ def search() -> Response[dict[str, Any]]:
         raise RequestError("index_misconfigured", message) from exc
     except TransientError as exc:
         raise RequestError("index_unavailable", "the vector index did not answer: retry later") from exc
-    hits = [SearchHit(key=m.key, bucket=m.bucket, score=m.score, width=m.width, height=m.height, etag=m.etag)
-            for m in matches]  # fmt: skip
+    hits = [SearchHit(key=m.key, bucket=m.bucket, score=m.score, width=m.width, height=m.height, etag=m.etag,
+                      tags=list(m.tags) or None) for m in matches]  # fmt: skip
     count("Searches")
     answer = SearchResponse(model=rt.engine.model_id, query=kind, truncated=truncated, results=hits)
     return json_response(200, answer.model_dump(exclude_none=True))
+
+
+def tag_vectors(rt: runtime.Runtime, tags: list[str]) -> list[np.ndarray]:
+    """The label vectors of a search's tags: 501 without a vocabulary, 400 for a label not in it."""
+    tagger = rt.engine.tagger
+    if tagger is None:
+        raise RequestError("tags_unavailable", "this deployment's model was built without a label vocabulary")
+    vectors = []
+    for tag in tags:
+        vector = tagger.vector(tag)
+        if vector is None:
+            raise RequestError("unknown_tag", f"{tag[:60]!r} is not a label of the model's vocabulary (GET /model)")
+        vectors.append(vector)
+    return vectors
 
 
 def stored_query_vector(rt: runtime.Runtime, uri: str) -> np.ndarray | None:
@@ -436,6 +474,14 @@ def model() -> dict[str, Any]:
         # Did this sandbox's CPU compute the build's vectors for the canaries? (false: nothing is embedded)
         "self_check": None if rt.engine.self_check is None else rt.engine.self_check.to_dict(),
         "manifest": rt.engine.manifest.to_dict(),
+        # The zero-shot tags' vocabulary (null: a model built without one).
+        "tags": None
+        if rt.engine.tagger is None
+        else {
+            "prompt": rt.engine.tagger.spec.prompt,
+            "top_k": rt.engine.tagger.spec.top_k,
+            "labels": rt.engine.tagger.labels,
+        },
     }
 
 

@@ -89,6 +89,7 @@ API_ERRORS: dict[str, int] = {
     "empty_image": 400,
     "empty_text": 400,
     "invalid_text": 400,
+    "unknown_tag": 400,  # a search's tag is not in the model's label vocabulary (GET /model lists it)
     "s3_bucket_not_allowed": 403,
     "s3_access_denied": 403,
     "store_disabled": 403,
@@ -104,6 +105,7 @@ API_ERRORS: dict[str, int] = {
     "corrupt_image": 422,
     "text_unavailable": 501,  # the deployed model was built without its text tower (--no-text)
     "search_unavailable": 501,  # no vector index is configured (VectorIndex=none)
+    "tags_unavailable": 501,  # the deployed model was built without a label vocabulary (--labels none)
     "index_misconfigured": 502,  # the vector index refused for good (missing, another dimension, no access)
     "s3_unavailable": 503,  # S3 throttled or failed: retry later
     "index_unavailable": 503,  # the vector index failed to answer: retry later

@@ -25,9 +25,9 @@ deleted object's vector: it starts from the item as read and re-reads it after w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from handler.observability import count, logger
 from handler.sinks import Sink
 from handler.vector_index import MAX_WRITE_BATCH, Entry, VectorIndex
 from layer import Embedding
+from layer.tags import Tag
 
 # Rounds of "write, read back" before giving up (with a TransientError: the records are retried). Each extra
 # round needs another event changing the same item between our write and our read.
@@ -93,10 +94,17 @@ def change_for(pk: str, stored: StoredItem | None, resolve: Resolve | None = Non
             return Delete(pk, withdrawn=True)
     else:
         emb = Embedding(vector=vector, norm=float(a.get(item.NORM, 1.0)), width=int(a.get(item.WIDTH, 0)),
-                        height=int(a.get(item.HEIGHT, 0)), model=str(a.get(item.MODEL, "")))  # fmt: skip
+                        height=int(a.get(item.HEIGHT, 0)), model=str(a.get(item.MODEL, "")),
+                        tags=stored_tags(a))  # fmt: skip
     bucket, _, key = pk.removeprefix("s3://").partition("/")  # literally: no %xx decoding of the key
     meta = ObjectMeta(bucket=bucket, key=key, order_key=stored.order_key, etag=a.get(item.ETAG))
     return Put(meta, emb)
+
+
+def stored_tags(a: Mapping[str, Any]) -> tuple[Tag, ...]:
+    """An item's tags (labels and scores), as the engine gave them."""
+    labels, scores = a.get(item.TAGS) or [], a.get(item.TAG_SCORES) or []
+    return tuple(Tag(str(label), float(score)) for label, score in zip(labels, scores, strict=False))
 
 
 def chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:

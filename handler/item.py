@@ -2,13 +2,13 @@
 the vector codec. Every sink stores this item; every reader (tests, the local stack, the soak) decodes it here.
 
 Item (docs/architecture.md#the-item): ``pk`` = ``s3://{bucket}/{key}``, ``dim``, ``norm``, ``model``, ``etag``,
-``version_id``, ``sequencer``, ``size``, ``width``, ``height``, ``content_type``, ``embedded_at``, plus
-``order_key``, the value every conditional write compares: a write or a delete applies only if the stored
-``order_key`` is not greater, so a duplicate or late event never replaces newer data (an equal key is the
-same event again and may rewrite identical data). The vector is ``embedding`` as the deployment's
-``ITEM_VECTOR`` says: ``full`` (little-endian float32 × ``dim``), ``float16`` (little-endian float16 × ``dim``,
-with ``vector_format`` = ``float16``), or ``none`` (no vector in the item: it lives in the vector index alone,
-so the item fits one DynamoDB write unit).
+``version_id``, ``sequencer``, ``size``, ``width``, ``height``, ``content_type``, ``embedded_at``, ``tags``
+and ``tag_scores`` (a model with a label vocabulary), plus ``order_key``, the value every conditional write
+compares: a write or a delete applies only if the stored ``order_key`` is not greater, so a duplicate or late
+event never replaces newer data (an equal key is the same event again and may rewrite identical data). The
+vector is ``embedding`` as the deployment's ``ITEM_VECTOR`` says: ``full`` (little-endian float32 ×
+``dim``), ``float16`` (little-endian float16 × ``dim``, with ``vector_format`` = ``float16``), or ``none``
+(no vector in the item: it lives in the vector index alone, so the item fits one DynamoDB write unit).
 
 A permanent input error is recorded at the same ``pk`` with ``error_code``, ``error_message``, ``failed_at``
 and no ``embedding``, under the same rule: ``GetItem(pk)`` answers "what happened to this object?".
@@ -45,6 +45,8 @@ ERROR_CODE = "error_code"
 ERROR_MESSAGE = "error_message"
 FAILED_AT = "failed_at"
 VECTOR_FORMAT = "vector_format"  # absent: float32 (the original contract)
+TAGS = "tags"  # the image's zero-shot tags (labels, best first): contains(tags, :label) finds them
+TAG_SCORES = "tag_scores"  # their cosine scores, in the same order
 MAX_ERROR_MESSAGE = 1000
 # Where an item's vector goes (ITEM_VECTOR): in the item at full precision, at half precision, or only in the
 # vector index.
@@ -55,7 +57,7 @@ VECTOR_FORMATS = (FULL, FLOAT16, NONE)
 # strings. 64 digits leaves room for any sequencer S3 has produced (18-20 today).
 SEQUENCER_WIDTH = 64
 
-Attributes = dict[str, str | int | float | bytes]
+Attributes = dict[str, str | int | float | bytes | list[str] | list[float]]
 
 
 def pk(bucket: str, key: str) -> str:
@@ -121,6 +123,9 @@ def embedding_item(meta: ObjectMeta, emb: Embedding, vector: str = FULL) -> Attr
         held = {EMBEDDING: encode_vector(emb.vector)}
     elif vector == FLOAT16:
         held = {EMBEDDING: encode_vector(emb.vector, FLOAT16), VECTOR_FORMAT: FLOAT16}
+    if emb.tags:
+        held[TAGS] = [t.label for t in emb.tags]
+        held[TAG_SCORES] = [t.score for t in emb.tags]
     return {
         **meta.attributes(),
         **held,
@@ -191,14 +196,19 @@ def dynamodb_item_bytes(attributes: Attributes) -> int:
     size = 0
     for name, value in attributes.items():
         size += len(name.encode())
-        if isinstance(value, bytes):
-            size += len(value)
-        elif isinstance(value, str):
-            size += len(value.encode())
-        else:
-            digits = len(repr(value).replace("-", "").replace(".", "").lstrip("0")) or 1
-            size += (digits + 1) // 2 + 1
+        size += _value_bytes(value)
     return size
+
+
+def _value_bytes(value: Any) -> int:
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, list):  # 3 bytes for the list, 1 per element, plus the elements
+        return 3 + sum(1 + _value_bytes(v) for v in value)
+    digits = len(repr(value).replace("-", "").replace(".", "").lstrip("0")) or 1
+    return (digits + 1) // 2 + 1
 
 
 def write_units(attributes: Attributes) -> int:

@@ -22,6 +22,7 @@ from handler.vector_index import VectorIndex
 from layer import Embedder, Embedding, Limits, ModelDirError
 from layer.manifest import Manifest
 from layer.selfcheck import SelfCheck
+from layer.tags import Tagger
 
 # "standard" retries throttling and 5xx with backoff (max_attempts=3 retries: 4 attempts in all); short
 # timeouts so that an unreachable endpoint fails the record (and SQS retries it) long before the function
@@ -48,6 +49,9 @@ class Engine(Protocol):
 
     @property
     def self_check(self) -> SelfCheck | None: ...
+
+    @property
+    def tagger(self) -> Tagger | None: ...
 
 
 @dataclass

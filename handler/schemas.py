@@ -15,6 +15,7 @@ from layer import Embedding
 from layer.text import MAX_TEXT_CHARS
 
 MAX_TEXTS = 64  # texts per POST /embed/text: one session run each, ~10 ms apiece
+MAX_TAG_FILTERS = 5  # tags a search may require at once
 
 
 # The request models: no unknown fields, no coercion (see the module docstring).
@@ -43,6 +44,15 @@ class EmbedRequest(BaseModel):
         default=False,
         description="Also write the DynamoDB item for each s3 reference, as the S3 function does (a JSON boolean)",
     )
+    tags: bool = Field(
+        default=False,
+        description="Also return each image's zero-shot tags (the model's label vocabulary, GET /model)",
+    )
+
+
+class TagOut(BaseModel):
+    label: str
+    score: float = Field(description="Cosine similarity of the image and the label's prompt")
 
 
 class ErrorBody(BaseModel):
@@ -64,10 +74,11 @@ class EmbeddingOut(BaseModel):
     norm: float = Field(description="L2 norm before normalisation: raw CLIP features = embedding * norm")
     width: int
     height: int
+    tags: list[TagOut] | None = Field(default=None, description="With tags=true: the image's tags, best first")
 
     @classmethod
-    def of(cls, emb: Embedding) -> EmbeddingOut:
-        return cls(**embedding_fields(emb))
+    def of(cls, emb: Embedding, tags: bool = False) -> EmbeddingOut:
+        return cls(**embedding_fields(emb, tags))
 
 
 class BatchItem(BaseModel):
@@ -80,14 +91,15 @@ class BatchItem(BaseModel):
     norm: float | None = None
     width: int | None = None
     height: int | None = None
+    tags: list[TagOut] | None = None
     s3: str | None = None
     stored: bool | None = Field(default=None, description="With store=true: whether the item was written")
     status: int | None = Field(default=None, description="HTTP status this error would have alone")
     error: ErrorBody | None = None
 
     @classmethod
-    def embedded(cls, index: int, emb: Embedding, s3: str | None = None) -> BatchItem:
-        return cls(index=index, s3=s3, **embedding_fields(emb))
+    def embedded(cls, index: int, emb: Embedding, s3: str | None = None, tags: bool = False) -> BatchItem:
+        return cls(index=index, s3=s3, **embedding_fields(emb, tags))
 
 
 class BatchResponse(BaseModel):
@@ -106,9 +118,9 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def embedding_fields(emb: Embedding) -> dict[str, Any]:
+def embedding_fields(emb: Embedding, tags: bool = False) -> dict[str, Any]:
     """The JSON fields of an embedding, the same in a single answer and in a batch item."""
-    return {
+    fields = {
         "model": emb.model,
         "dim": emb.dim,
         "embedding": emb.vector.tolist(),
@@ -116,6 +128,9 @@ def embedding_fields(emb: Embedding) -> dict[str, Any]:
         "width": emb.width,
         "height": emb.height,
     }
+    if tags:
+        fields["tags"] = [TagOut(label=t.label, score=t.score) for t in emb.tags]
+    return fields
 
 
 class TextRequest(BaseModel):
@@ -157,7 +172,8 @@ class TextResponse(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    """A query by text, by an inline image or by an image in S3 (exactly one), for the k nearest images."""
+    """A query by text, by an inline image or by an image in S3 (at most one), for the k nearest images; or
+    by tags alone (browse: the first tag's label ranks the images that carry every tag)."""
 
     model_config = STRICT_REQUEST
     text: str | None = Field(default=None, max_length=MAX_TEXT_CHARS, description="Find images matching this text")
@@ -165,11 +181,19 @@ class SearchRequest(BaseModel):
     s3: str | None = Field(default=None, description=f"Find images like this one: {S3_REF}")
     k: int = Field(default=10, ge=1, le=100, description="How many results (1-100, a JSON integer)")
     prefix: str | None = Field(default=None, description="Only images whose key starts with this prefix")
+    tags: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_TAG_FILTERS,
+        description=f"Only images tagged with every one of these labels (up to {MAX_TAG_FILTERS}; GET /model "
+        "lists the vocabulary); alone, without a query, the images carrying them ranked by the first label",
+    )
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> SearchRequest:
-        if sum(x is not None for x in (self.text, self.image, self.s3)) != 1:
-            raise ValueError('a search needs exactly one of "text", "image" or "s3"')
+    def _at_most_one(self) -> SearchRequest:
+        queries = sum(x is not None for x in (self.text, self.image, self.s3))
+        if queries > 1 or (queries == 0 and not self.tags):
+            raise ValueError('a search needs exactly one of "text", "image" or "s3", or "tags" alone')
         return self
 
 
@@ -180,10 +204,11 @@ class SearchHit(BaseModel):
     width: int | None = Field(default=None, description="Absent where the index's record holds none")
     height: int | None = Field(default=None, description="Absent where the index's record holds none")
     etag: str | None = None
+    tags: list[str] | None = Field(default=None, description="The image's zero-shot tags, best first")
 
 
 class SearchResponse(BaseModel):
     model: str
-    query: str = Field(description='"text", "image" or "s3"')
+    query: str = Field(description='"text", "image", "s3" or "tags"')
     truncated: bool | None = Field(default=None, description="A text query longer than 77 tokens was cut")
     results: list[SearchHit]

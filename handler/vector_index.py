@@ -6,7 +6,8 @@ model's dimension (template parameter ``EmbeddingDimension``, checked against th
 
 Metadata of a vector:
 
-- filterable: ``bucket``, ``model``, ``etag``, and ``dirs``, the key's directory prefixes (``a/b/c.jpg`` →
+- filterable: ``bucket``, ``model``, ``etag``, ``tags`` (the image's zero-shot tags, at most ``MAX_TAGS``;
+  ``{"tags": {"$eq": "dog"}}`` is "tagged dog"), and ``dirs``, the key's directory prefixes (``a/b/c.jpg`` →
   ``["a/", "a/b/"]``). S3 Vectors filters have no string-prefix operator, but ``$eq`` on a list matches if
   any element is equal, so ``{"dirs": {"$eq": "a/"}}`` is "under a/". Limits: filterable metadata is at most
   2 KB a vector, so ``dirs`` keeps the directories of the key while their total stays within
@@ -67,6 +68,7 @@ MODEL = "model"
 ETAG = "etag"
 WIDTH = "width"
 HEIGHT = "height"
+TAGS = "tags"  # the image's zero-shot tags (labels, best first): {"tags": {"$eq": label}} finds them
 NON_FILTERABLE = (KEY, WIDTH, HEIGHT)  # template.yaml's MetadataConfiguration, and the local stack's index
 
 DISTANCE = "cosine"
@@ -82,8 +84,10 @@ WRITE_REQUESTS_PER_S = 1_000
 # instead of failing batches. 8 attempts ≈ 20 s of backoff at most, within any batch's time.
 RETRIES: _RetryDict = {"mode": "adaptive", "max_attempts": 8}
 MAX_VECTOR_KEY = 1024  # a vector key's length limit
-# Filterable metadata is at most 2 KB a vector; bucket (≤ 63), model and etag take the rest.
-DIRS_BUDGET = 1536
+# Filterable metadata is at most 2 KB a vector; bucket (≤ 63), model, etag and the tags (≤ MAX_TAGS labels of
+# ≤ 40 bytes) take the rest.
+DIRS_BUDGET = 1280
+MAX_TAGS = 5
 
 # Error codes a retry may fix (with HTTP 408, 429 and every 5xx, whatever their code); any other refusal is
 # permanent. S3 Vectors' own: TooManyRequestsException (429), ServiceUnavailableException (503),
@@ -135,6 +139,7 @@ class Match:
     width: int | None
     height: int | None
     etag: str | None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,9 +174,10 @@ class VectorIndex(Protocol):
         """The objects' vectors with what they were written for, in one request (absent ones are left out)."""
         ...
 
-    def query(self, vector: np.ndarray, k: int, prefix: str | None = None) -> list[Match]:
+    def query(self, vector: np.ndarray, k: int, prefix: str | None = None, tags: Sequence[str] = ()) -> list[Match]:
         """The ``k`` (1-100) vectors nearest to ``vector`` of this deployment's model, under the key prefix
-        ``prefix`` if given (see the module docstring for how a prefix is answered), best first."""
+        ``prefix`` if given (see the module docstring for how a prefix is answered) and tagged with every one
+        of ``tags``, best first."""
         ...
 
 
@@ -219,6 +225,8 @@ def metadata(meta: ObjectMeta, emb: Embedding) -> dict[str, Any]:
         md[ETAG] = meta.etag
     if dirs := directories(meta.key):  # none for a key at the bucket's root
         md[DIRS] = dirs
+    if emb.tags:
+        md[TAGS] = [t.label for t in emb.tags[:MAX_TAGS]]
     return md
 
 
@@ -361,7 +369,7 @@ class S3VectorsIndex:
     def held(self, pk: str) -> Entry | None:
         return self.held_many([pk])[pk]
 
-    def query(self, vector: np.ndarray, k: int, prefix: str | None = None) -> list[Match]:
+    def query(self, vector: np.ndarray, k: int, prefix: str | None = None, tags: Sequence[str] = ()) -> list[Match]:
         if not 1 <= k <= MAX_TOP_K:
             raise ValueError(f"k must be 1-{MAX_TOP_K}, got {k}")
         directory, exact = prefix_filter(prefix)
@@ -370,6 +378,7 @@ class S3VectorsIndex:
             conditions.append({MODEL: {"$eq": self.model}})
         if directory:
             conditions.append({DIRS: {"$eq": directory}})
+        conditions += [{TAGS: {"$eq": tag}} for tag in tags]
         data = np.asarray(vector, dtype=np.float32).tolist()
         kwargs: dict[str, Any] = {
             "topK": k if exact else MAX_TOP_K,
@@ -435,8 +444,10 @@ def _checked(vector: Any) -> Match:
     etag = md.get(ETAG)
     if etag is not None and not isinstance(etag, str):
         raise BadRecord(f"etag is {etag!r}, not a string")
+    tags = md.get(TAGS)
+    tags = tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ()
     return Match(key=key, bucket=bucket, score=1.0 - float(distance), width=_size(md, WIDTH),
-                 height=_size(md, HEIGHT), etag=etag)  # fmt: skip
+                 height=_size(md, HEIGHT), etag=etag, tags=tags)  # fmt: skip
 
 
 def _match(vector: Any) -> Match | None:

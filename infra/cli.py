@@ -7,6 +7,8 @@ infra/ because it may import all of them (the engine and the functions never imp
     clip-lambda local ...         infra/local/stack.py   moto + both functions under the RIE (make run)
     clip-lambda backfill ...      infra/backfill.py      embed a deployed stack's existing objects (Step Functions)
     clip-lambda search ...        infra/search.py        the index's images nearest to a text or an image
+    clip-lambda item ...          infra/lookup.py        one object's item, with its vector from item or index
+    clip-lambda ui ...            infra/ui/cli.py        the gallery: search, browse and upload in a browser
 
 Subcommands import their heavy dependencies only when run: ``embed`` never loads torch or boto3.
 """
@@ -23,6 +25,8 @@ _PASS_THROUGH: dict[str, tuple[str, Callable[[], Callable[[list[str]], int]]]] =
     "local": ("run the local stack (moto + both functions under the RIE)", lambda: _load("infra.local.stack")),
     "backfill": ("embed the objects already in a deployed stack's bucket", lambda: _load("infra.backfill")),
     "search": ("the index's images nearest to a text or an image", lambda: _load("infra.search")),
+    "item": ("one object's item, with its vector from the item or the index", lambda: _load("infra.lookup")),
+    "ui": ("the gallery: search, browse and upload in a browser (127.0.0.1)", lambda: _load("infra.ui.cli")),
 }
 
 

@@ -24,6 +24,7 @@ from layer.manifest import Manifest
 from layer.preprocess import preprocess
 from layer.selfcheck import SelfCheck, run_self_check
 from layer.settings import EngineSettings
+from layer.tags import Tagger
 from layer.text import ClipTokenizer, TextEncoder
 from layer.tower import Precision, TowerSession
 
@@ -86,6 +87,7 @@ class Embedder:
         self.probe = probe
         self.text: TextEncoder | None = None  # from_dir(..., text=True)
         self.self_check: SelfCheck | None = None  # from_dir(..., self_check=True)
+        self.tagger: Tagger | None = None  # a model with a label vocabulary (manifest.tags)
         self.dim = image.dim
 
     @property
@@ -145,6 +147,8 @@ class Embedder:
             tower = TowerSession.load(model_dir, tspec, **load)  # type: ignore[arg-type]
             tokenizer = ClipTokenizer(model_dir / tspec.tokens.file, tspec.tokens)
             engine.text = TextEncoder(tower, tokenizer, engine.model_id)
+        if manifest.tags is not None:
+            engine.tagger = Tagger.load(model_dir, manifest.tags, manifest.dim)
         if self_check:
             engine.self_check = run_self_check(engine)
         return engine
@@ -214,4 +218,5 @@ class Embedder:
             model=self.model_id,
             format=decoded.format,
             timings=Timings(decode_ms=t.decode_ms, preprocess_ms=t.preprocess_ms, inference_ms=inference_ms),
+            tags=self.tagger.tag(unit[0]) if self.tagger is not None else (),
         )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from layer.tags import Tag
+
 
 @dataclass(frozen=True)
 class Timings:
@@ -33,6 +35,7 @@ class Embedding:
     tokens: int = 0  # text: tokens kept, <|startoftext|> and <|endoftext|> included (0 for an image)
     truncated: bool = False  # text: it had more tokens than the context holds, and was cut
     timings: Timings = field(default_factory=Timings, compare=False)
+    tags: tuple[Tag, ...] = ()  # image: its zero-shot tags, best first (a model with a label vocabulary)
 
     @property
     def dim(self) -> int:

@@ -37,6 +37,8 @@ TEXT_FP32_FILE = "text_model.fp32.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 TEXT_INPUT_NAME = "input_ids"
 TEXT_OUTPUT_NAME = "text_embeds"
+LABELS_FILE = "labels.npy"  # the zero-shot tags' label vectors (float32 [labels, dim], unit rows)
+LABELS_NAMES_FILE = "labels.json"  # their labels, in the same order
 CONTEXT_LENGTH = 77
 BOS_ID = 49406  # <|startoftext|>
 EOS_ID = 49407  # <|endoftext|>, also the padding (as HF's CLIPTokenizer and open_clip pad)
@@ -157,6 +159,26 @@ class TowerSpec:
 
 
 @dataclass(frozen=True)
+class TagSpec:
+    """Zero-shot tags: a label vocabulary embedded by the text tower at build time (``prompt`` with each label,
+    e.g. "a photo of a {}."), the vectors of the fp32 text tower (the reference) in ``file``; each image's
+    ``top_k`` labels by cosine are its tags. The text tower's gate covered every prompt (``gate_inputs``)."""
+
+    file: str
+    names_file: str
+    prompt: str
+    count: int
+    top_k: int = 5
+    source: str = ""  # where the vocabulary came from (the default list, or the --labels file)
+    gate_inputs: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TagSpec:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
 class Manifest:
     model_id: str
     dim: int
@@ -171,6 +193,7 @@ class Manifest:
     built_at: str | None = None
     build_seconds: dict[str, float] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → sha256, bytes
+    tags: TagSpec | None = None  # zero-shot tags (a model built with a label vocabulary and a text tower)
 
     def __post_init__(self) -> None:
         if IMAGE not in self.towers:
@@ -203,8 +226,9 @@ class Manifest:
             )
         try:
             towers = {str(name): TowerSpec.from_dict(str(name), spec) for name, spec in dict(d["towers"]).items()}
-            known = {f for f in cls.__dataclass_fields__} - {"towers", "dim"}
-            return cls(towers=towers, dim=int(d["dim"]), **{k: v for k, v in d.items() if k in known})
+            known = {f for f in cls.__dataclass_fields__} - {"towers", "dim", "tags"}
+            tags = TagSpec.from_dict(dict(d["tags"])) if d.get("tags") else None
+            return cls(towers=towers, dim=int(d["dim"]), tags=tags, **{k: v for k, v in d.items() if k in known})
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelDirError(f"the manifest is malformed: {exc!r}") from exc
 

@@ -55,10 +55,15 @@ def _locked(name: str) -> Iterator[None]:
 
 
 def cached_build(name: str, source: str, cross_cpu: Literal["auto", "required", "off"], **options: Any) -> Path:
-    """``build-model`` of ``source`` once per cache key (``options``: more ``BuildOptions`` fields)."""
+    """``build-model`` of ``source`` once per cache key (``options``: more ``BuildOptions`` fields; no tags'
+    vocabulary unless ``labels`` names one: embedding a few hundred prompts is build time most tests do not
+    need)."""
     from layer.convert.pipeline import BuildOptions, build_model
 
+    options.setdefault("labels", None)
     extra = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+    if isinstance(options["labels"], Path):  # the vocabulary's content, not only its path
+        extra += "," + hashlib.sha256(options["labels"].read_bytes()).hexdigest()[:12]
     out = CACHE / f"{name}-{build_key(ROOT, name, source, cross_cpu, extra)}"
     with _locked(name):
         if not (out / "manifest.json").exists():
@@ -75,6 +80,9 @@ def cross_cpu_mode() -> Literal["required", "auto"]:
 # are recovered (SmoothQuant migration, nodes kept fp32), so every test that runs the model (the functions,
 # the image, the local stack) runs a recovered one, and no second full build is needed to prove recovery.
 STRICT_MIN_COSINE = 0.9999
+# The suite's model's tags vocabulary: a few dozen labels (the default list of a few hundred is the same code
+# path, at ten times the build time).
+TEST_LABELS = Path(__file__).with_name("labels.txt")
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +94,8 @@ def model_dir() -> Path:
     given = os.environ.get("CLIP_LAMBDA_TEST_MODEL_DIR")
     if given:
         return Path(given)
-    return cached_build("random-init", "random-init", cross_cpu_mode(), min_cosine=STRICT_MIN_COSINE)
+    return cached_build("random-init", "random-init", cross_cpu_mode(), min_cosine=STRICT_MIN_COSINE,
+                        labels=TEST_LABELS)  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -36,16 +36,18 @@ def connect(settings: Settings, session: Any, client_config: Any) -> DynamoDBSin
 
 
 def to_dynamodb(attributes: Attributes) -> dict[str, dict[str, Any]]:
-    """Item attributes → DynamoDB's typed values (S, N, B: the types this table uses)."""
-    typed: dict[str, dict[str, Any]] = {}
-    for name, value in attributes.items():
-        if isinstance(value, bytes):
-            typed[name] = {"B": value}
-        elif isinstance(value, str):
-            typed[name] = {"S": value}
-        else:
-            typed[name] = {"N": repr(float(value)) if isinstance(value, float) else str(value)}
-    return typed
+    """Item attributes → DynamoDB's typed values (S, N, B, and L of them: the types this table uses)."""
+    return {name: _typed(value) for name, value in attributes.items()}
+
+
+def _typed(value: Any) -> dict[str, Any]:
+    if isinstance(value, bytes):
+        return {"B": value}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, list | tuple):
+        return {"L": [_typed(v) for v in value]}
+    return {"N": repr(float(value)) if isinstance(value, float) else str(value)}
 
 
 def from_dynamodb(typed: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -62,6 +64,8 @@ def _plain(value: dict[str, Any]) -> Any:
         return bytes(value["B"])
     if "BOOL" in value:
         return bool(value["BOOL"])
+    if "L" in value:
+        return [_plain(v) for v in value["L"]]
     return value
 
 

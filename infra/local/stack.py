@@ -46,6 +46,7 @@ from infra.local.moto_stack import CREDENTIALS, REGION, MotoStack, StackNames
 from infra.local.net import HOST
 from infra.local.poller import Invoke, SqsPoller
 from infra.local.rie import InvokeResult, LocalFunction
+from infra.ui.gallery import serve_local_stack
 from layer.manifest import MANIFEST_FILE, Manifest
 from layer.settings import BUILD_DIR, DEFAULT_SOURCE
 
@@ -520,8 +521,10 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> int:
     if args.once:
         say(f"==> demo {'OK' if ok else 'FAILED'}; stopping (--once)")
         return 0 if ok else 1
+    gallery = cleanup.enter_context(serve_local_stack(gateway.url, stack))
     say(instructions(stack, gateway))
     say("\n==> serving. Ctrl-C stops everything this started.")
+    say(f"==> gallery: {gallery.url}  (search, browse by tag, upload: open it in a browser)")
     reporter.enabled = True
     while True:
         time.sleep(3600)

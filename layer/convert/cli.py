@@ -16,6 +16,7 @@ def _build_model(args: argparse.Namespace) -> int:
     from layer.convert.cpu_paths import CpuPathsFailed
     from layer.convert.emulation import EmulationUnavailable
     from layer.convert.gate import GateFailed
+    from layer.convert.labels import DEFAULT_LABELS, LabelsError, read_labels
     from layer.convert.pipeline import BuildOptions, build_model
     from layer.convert.quantize import QuantSettings
     from layer.convert.source import NoTextTower, SourceUnavailable
@@ -28,7 +29,16 @@ def _build_model(args: argparse.Namespace) -> int:
         reduce_range=args.weight_bits == 7,
         nodes_to_exclude=tuple(n for n in args.quant_exclude_nodes.split(",") if n),
     )
+    labels = None if args.labels == "none" else Path(args.labels) if args.labels else DEFAULT_LABELS
+    if labels is not None:
+        try:
+            read_labels(labels)  # refused before the long build
+        except LabelsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     opts = BuildOptions(
+        labels=labels,
+        tags_top_k=args.tags_top_k,
         source=args.source,
         out=Path(args.out),
         precision=args.precision,
@@ -140,6 +150,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Gather is the 49,408-token embedding, as int8 rows (the recovery may keep it fp32)",
     )
     b.add_argument("--text-quant-exclude-nodes", default="", help="text tower ONNX node names to keep in fp32")
+    b.add_argument(
+        "--labels",
+        help="the zero-shot tags' vocabulary: a file of one label per line (default: the packaged list of a few "
+        "hundred everyday labels, layer/convert/labels.txt); 'none': no tags. Embedded by the text tower as "
+        "'a photo of a {label}.', every prompt in the text tower's gate",
+    )
+    b.add_argument("--tags-top-k", type=int, default=5, help="tags per image (default 5)")
     b.set_defaults(func=_build_model)
 
 

@@ -26,6 +26,15 @@ import onnxruntime
 from layer.config import PreprocessConfig
 from layer.convert.cpu_paths import CrossCpuMode
 from layer.convert.gate import DEFAULT_MIN_COSINE
+from layer.convert.labels import (
+    DEFAULT_LABELS,
+    DEFAULT_PROMPT,
+    DEFAULT_TOP_K,
+    GATE_PREFIX,
+    prompts,
+    read_labels,
+    write_labels,
+)
 from layer.convert.quantize import QuantSettings
 from layer.convert.towers import BuildContext, TowerJob, build_tower, fp32_spec
 from layer.cpu import CpuInfo
@@ -46,11 +55,12 @@ from layer.manifest import (
     TEXT_OUTPUT_NAME,
     TOKENIZER_FILE,
     Manifest,
+    TagSpec,
     TokenLayout,
     TowerSpec,
     sha256_file,
 )
-from layer.settings import BUILD_DIR, DEFAULT_SOURCE
+from layer.settings import BUILD_DIR, DEFAULT_SOURCE, EngineSettings
 
 Log = Callable[[str], None]
 
@@ -72,6 +82,8 @@ class BuildOptions:
     cross_cpu: CrossCpuMode = "auto"
     text: bool = True  # also the text tower (False: an image-only build, ``--no-text``)
     text_quant: QuantSettings | None = None  # None: the vision tower's format + the token embedding (text_quant)
+    labels: Path | None = DEFAULT_LABELS  # the zero-shot tags' vocabulary (None: no tags; needs the text tower)
+    tags_top_k: int = DEFAULT_TOP_K
 
 
 class _Steps:
@@ -121,8 +133,9 @@ def image_job(folder: Path, config: PreprocessConfig, dim: int, quant: QuantSett
     )
 
 
-def text_job(folder: Path, export: Any, quant: QuantSettings) -> TowerJob:
-    """The text tower: the gate's texts and the canary text, tokenized by the engine's tokenizer."""
+def text_job(folder: Path, export: Any, quant: QuantSettings, label_prompts: list[str] | None = None) -> TowerJob:
+    """The text tower: the gate's texts (and the tags' label prompts: every one gated like any other text)
+    and the canary text, tokenized by the engine's tokenizer."""
     from layer.convert.calibration import CANARY_TEXT, calibration_texts
     from layer.convert.tokenizer import encode
 
@@ -134,7 +147,7 @@ def text_job(folder: Path, export: Any, quant: QuantSettings) -> TowerJob:
         pad_id=export.eos_id,
         source=export.tokenizer_source,
     )
-    texts = calibration_texts()
+    texts = calibration_texts() + [(f"{GATE_PREFIX}{p}", p) for p in label_prompts or []]
     ids = encode(folder / TOKENIZER_FILE, [t for _, t in texts], layout)
     n = export.context_length
     spec = TowerSpec(
@@ -160,6 +173,21 @@ def text_job(folder: Path, export: Any, quant: QuantSettings) -> TowerJob:
     )
 
 
+def embed_labels(folder: Path, spec: TowerSpec, labels: list[str], opts: BuildOptions, log: Log) -> TagSpec:
+    """The label prompts' vectors from the fp32 text tower (the reference the int8 tower's gate compared its
+    own vectors with, prompt by prompt), written beside the towers."""
+    from layer.convert.tokenizer import encode
+    from layer.tower import TowerSession
+
+    assert spec.tokens is not None
+    ids = encode(folder / TOKENIZER_FILE, prompts(labels), spec.tokens)
+    session = TowerSession.load(folder, spec, precision="fp32", cpu=CpuInfo.detect(), engine=EngineSettings())
+    vectors = session.embed(ids)[0]
+    source = "default" if opts.labels == DEFAULT_LABELS else str(opts.labels)
+    log(f"    tags: {len(labels)} labels ({source}), top {opts.tags_top_k} per image")
+    return write_labels(folder, labels, vectors, prompt=DEFAULT_PROMPT, source=source, top_k=opts.tags_top_k)
+
+
 def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
     """Build into a temporary sibling directory and rename it into place, so a failed build (gate
     included) never leaves a half-written model directory where a previous good one was."""
@@ -176,7 +204,8 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     int8 = opts.precision == "int8"
-    steps = _Steps(4 + (2 if opts.text else 0), log)
+    tagged = opts.text and opts.labels is not None and opts.precision == "int8"
+    steps = _Steps(4 + (2 if opts.text else 0) + (1 if tagged else 0), log)
     started = datetime.now(UTC)
     native = CpuInfo.detect()
     try:
@@ -198,8 +227,9 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
         if texported is not None and texported.dim != dim:
             raise ValueError(f"the text tower's dimension {texported.dim} is not the image tower's {dim}")
         jobs = [image_job(tmp, config, dim, opts.quant, opts.seed)]
+        labels = read_labels(opts.labels) if tagged and opts.labels is not None else []
         if texported is not None:
-            jobs.append(text_job(tmp, texported, opts.text_quant or text_quant(opts.quant)))
+            jobs.append(text_job(tmp, texported, opts.text_quant or text_quant(opts.quant), prompts(labels)))
         towers: dict[str, TowerSpec] = {}
         for job in jobs:
             what = "int8, accuracy gate on every CPU path" + (", recovery if needed" if opts.recover else "")
@@ -219,6 +249,10 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
                     done=dict(towers),
                 )
                 towers[job.spec.name] = build_tower(job, ctx)
+        tags = None
+        if labels and TEXT in towers:
+            with steps.step(f"tags: {len(labels)} labels embedded by the fp32 text tower"):
+                tags = embed_labels(tmp, towers[TEXT], labels, opts, log)
         with steps.step("write manifest"):
             manifest = Manifest(
                 model_id=model_id,
@@ -226,6 +260,7 @@ def build_model(opts: BuildOptions, log: Log = _stderr) -> Manifest:
                 towers=towers,
                 source={"kind": source_kind, "name": opts.source, "revision": revision, "seed": opts.seed},
                 random_init=source_kind == "random-init",
+                tags=tags,
                 precision=opts.precision,
                 opset=OPSET,
                 built_on=native.to_dict(),

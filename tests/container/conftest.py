@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The model files the image needs are staged here, inside the build context (.dockerignore allows it).
 STAGED_MODEL = ROOT / ".cache" / "image-model"
 MODEL_FILES = ("model.onnx", "preprocessor_config.json", "manifest.json")
-TEXT_FILES = ("text_model.onnx", "tokenizer.json")  # the text tower, when the model has one
+TEXT_FILES = ("text_model.onnx", "tokenizer.json", "labels.npy", "labels.json")  # the text tower and the tags
 IMAGE = os.environ.get("CLIP_TEST_IMAGE", "clip-lambda:test")
 
 

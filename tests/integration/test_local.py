@@ -125,7 +125,7 @@ def test_serves_uploads_and_the_api_until_sigint(model_dir: Path) -> None:
         text = "".join(seen)
         api_port, moto_port = bound_ports(text)
         assert f"aws --endpoint-url http://127.0.0.1:{moto_port} s3 cp" in text and "boto3" in text
-        assert f"curl -X POST http://127.0.0.1:{api_port}/embed" in text and "np.frombuffer" in text
+        assert f"curl -X POST http://127.0.0.1:{api_port}/embed" in text and "infra.cli item s3://" in text
 
         s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip

@@ -85,6 +85,9 @@ def test_every_readme_command_runs_against_a_stack_of_the_deployed_shape(
     search_rows = [json.loads(line) for cmd, _, o in results if cmd.startswith("clip-lambda search")
                    for line in o.splitlines() if line.startswith("{")]  # fmt: skip
     assert search_rows and search_rows[0]["key"] == "holiday/photo.jpg"
+    [item] = [json.loads(o) for cmd, _, o in results if cmd.startswith("clip-lambda item")]
+    assert item["pk"].endswith("/holiday/photo.jpg") and "embedding" not in item  # a lean item (ItemVector=auto)
+    assert item["vector_from"] == "index" and len(item["vector"]) == dim
 
 
 def test_the_api_refuses_unsigned_requests_as_iam_auth_does(deployed: DeployedStack) -> None:
