@@ -15,6 +15,7 @@
   const POLL_MS = 1000;
   const ITEM_WAIT_MS = 10 * 60 * 1000; // the S3 function's first invoke loads the model; SQS may retry
   const state = { config: null, query: null, label: "", tags: new Set(), searches: 0 };
+  const BROWSE = Object.freeze({}); // the query of a search by the chosen tag alone (POST /search {"tags"})
 
   class ApiError extends Error {
     constructor(code, message, status) {
@@ -103,6 +104,8 @@
   function showModel(model) {
     $("model-id").textContent = model.model;
     $("model-dim").textContent = `· ${model.dim}-d`;
+    // The zero-shot tags' vocabulary (null: a model built without one, and the filter stays hidden).
+    if (model.tags && Array.isArray(model.tags.labels)) addTags(model.tags.labels);
     const untrained = $("untrained");
     if (model.untrained) {
       const why = typeof model.untrained === "string" ? model.untrained : JSON.stringify(model.untrained);
@@ -136,18 +139,21 @@
       .filter((t) => typeof t === "string" && t);
   }
 
-  // The tag filter appears once the API returns tags (zero-shot tags); until then it stays hidden.
-  function updateTags(hits) {
-    for (const hit of hits) for (const tag of tagsOf(hit)) state.tags.add(tag);
-    if (!state.tags.size) return;
+  // The tag filter offers the model's vocabulary (GET /model) and any tag a result carries; without either
+  // (a model built without a vocabulary) it stays hidden.
+  function addTags(tags) {
+    const before = state.tags.size;
+    for (const tag of tags) if (typeof tag === "string" && tag) state.tags.add(tag);
+    if (state.tags.size === before) return;
     const selected = ui.tag.value;
-    const options = [...state.tags].sort().map((t) => el("option", { value: t, textContent: t }));
+    const sorted = [...state.tags].sort((a, b) => a.localeCompare(b));
+    const options = sorted.map((t) => el("option", { value: t, textContent: t }));
     ui.tag.replaceChildren(el("option", { value: "", textContent: "any tag" }), ...options);
     ui.tag.value = selected;
     ui.tagField.hidden = false;
   }
 
-  function card(hit, url, isNew) {
+  function card(hit, url, isNew, chosen) {
     const picture = url
       ? el("img", { src: url, alt: "", loading: "lazy", decoding: "async" })
       : el("span", { className: "noimg", textContent: "no preview" });
@@ -164,28 +170,54 @@
     li.dataset.key = hit.key;
     li.dataset.bucket = hit.bucket;
     const tags = tagsOf(hit);
-    if (tags.length) li.append(el("ul", { className: "tags" }, ...tags.map((t) => el("li", { textContent: t }))));
+    if (tags.length) {
+      const chips = tags.map((t) => el("li", { textContent: t }));
+      chips.forEach((chip, i) => chip.classList.toggle("chosen", tags[i] === chosen));
+      const list = el("ul", { className: "tags" }, ...chips);
+      list.setAttribute("aria-label", "Tags"); // the image's zero-shot tags, best first
+      li.append(list);
+    }
     return li;
   }
 
-  function render(hits, urls, highlight) {
-    ui.results.replaceChildren(...hits.map((hit, i) => card(hit, urls[i], hit.key === highlight)));
-    updateTags(hits);
+  function render(hits, urls, highlight, chosen) {
+    ui.results.replaceChildren(...hits.map((hit, i) => card(hit, urls[i], hit.key === highlight, chosen)));
+    addTags(hits.flatMap(tagsOf));
+  }
+
+  // Back to no query: the grid empties (a tag cleared while browsing by it).
+  function noQuery() {
+    state.searches++;
+    state.query = null;
+    state.label = "";
+    ui.results.replaceChildren();
+    ui.results.setAttribute("aria-busy", "false");
+    ui.query.hidden = true;
+    clearError();
+    setStatus("");
   }
 
   // POST /search with the filters, then presigned thumbnails; returns the hits, or null (failed or overtaken).
+  // The query BROWSE searches by the chosen tag alone: the images carrying it, ranked by its label.
   async function search(query, label, { highlight } = {}) {
+    const tag = ui.tag.value;
+    const browsing = query === BROWSE;
+    if (browsing && !tag) {
+      noQuery();
+      return null;
+    }
     const mine = ++state.searches;
     state.query = query;
     state.label = label;
     const request = { ...query, k: resultCount() };
     const prefix = ui.prefix.value.trim();
     if (prefix) request.prefix = prefix;
-    if (ui.tag.value) request.tags = [ui.tag.value];
+    if (tag) request.tags = [tag];
+    const what = browsing ? `tagged ${tag}` : label;
     clearError();
-    ui.query.textContent = `Query: ${label}`;
+    ui.query.textContent = `Query: ${browsing ? `the images ${what}` : what}`;
     ui.query.hidden = false;
-    setStatus(`Searching ${label}…`);
+    setStatus(`Searching ${what}…`);
     ui.results.setAttribute("aria-busy", "true");
     try {
       const answer = await call("POST", "/api/search", { json: request });
@@ -193,9 +225,9 @@
       const objects = hits.map((h) => ({ bucket: h.bucket, key: h.key }));
       const thumbs = hits.length ? await call("POST", "/ui/thumbnails", { json: { objects } }) : { urls: [] };
       if (mine !== state.searches) return null;
-      render(hits, thumbs.urls, highlight);
-      const where = (prefix ? ` under ${prefix}` : "") + (request.tags ? ` tagged ${request.tags[0]}` : "");
-      setStatus(`${hits.length} result${hits.length === 1 ? "" : "s"} ${label}${where}.`);
+      render(hits, thumbs.urls, highlight, tag);
+      const where = (prefix ? ` under ${prefix}` : "") + (tag && !browsing ? ` tagged ${tag}` : "");
+      setStatus(`${hits.length} result${hits.length === 1 ? "" : "s"} ${what}${where}.`);
       return hits;
     } catch (err) {
       if (mine !== state.searches) return null;
@@ -346,17 +378,21 @@
     });
   }
 
+  // An image query (its text box is empty) is re-run with the new filters; an emptied text box with a tag
+  // chosen browses by the tag; an empty text otherwise gets the API's own answer (empty_text).
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = ui.q.value.trim();
-    if (text || !state.query) {
-      search({ text }, `for “${text}”`); // an empty text gets the API's own answer (empty_text)
-    } else {
-      search(state.query, state.label); // the same query with the new filters
-    }
+    const imageQuery = state.query && state.query !== BROWSE && state.query.text === undefined;
+    if (text) search({ text }, `for “${text}”`);
+    else if (imageQuery) search(state.query, state.label);
+    else if (ui.tag.value) search(BROWSE, "");
+    else search({ text }, `for “${text}”`);
   });
+  // A tag chosen re-runs the current query with it, or without a query browses by it.
   ui.tag.addEventListener("change", () => {
     if (state.query) search(state.query, state.label);
+    else if (ui.tag.value) search(BROWSE, "");
   });
   ui.queryFile.addEventListener("change", () => {
     const file = ui.queryFile.files[0];

@@ -217,9 +217,15 @@ def cards(page: Any) -> list[dict[str, Any]]:
 
 
 def assert_thumbnails_loaded(page: Any, selector: str = "#results li.card img") -> None:
-    """Every thumbnail decoded: the presigned GETs work from the browser."""
+    """Every thumbnail decoded: the presigned GETs work from the browser. Each is scrolled to (they load
+    lazily: one far below the fold, on a phone's screen, would never load), and the predicate is a function,
+    which Playwright evaluates once and then calls: an expression it would evaluate on every poll, which the
+    page's CSP (no 'unsafe-eval') refuses after the first."""
+    for img in page.locator(selector).all():
+        img.scroll_into_view_if_needed()
     page.wait_for_function(
-        f"[...document.querySelectorAll({json.dumps(selector)})].every(i => i.complete && i.naturalWidth > 0)"
+        "(selector) => [...document.querySelectorAll(selector)].every(i => i.complete && i.naturalWidth > 0)",
+        arg=selector,
     )
 
 
@@ -441,8 +447,8 @@ def test_every_control_is_reachable_with_tab_labelled_and_visibly_focused(served
     answered(page, "for “a lake”")
     while not tab().startswith("card:") and len(reached) < 20:
         pass
-    # The form (the tag filter is hidden: no tags yet), the two file inputs, then the results.
-    assert reached == ["A", "q", "prefix", "k", "BUTTON", "query-file", "upload-file", reached[-1]], reached
+    # The form (the tag filter: the model has a vocabulary), the two file inputs, then the results.
+    assert reached == ["A", "q", "prefix", "tag", "k", "BUTTON", "query-file", "upload-file", reached[-1]], reached
     page.keyboard.press("Enter")  # a result: more like this
     assert answered(page, f"like {reached[-1].removeprefix('card:')}")[0]["score"] == 1.0
     for control in ("q", "prefix", "k", "query-file", "upload-file", "tag"):
@@ -461,44 +467,112 @@ def test_the_page_is_usable_360_pixels_wide(served: Served, browsed: Browsed) ->
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 360  # nothing sideways
     xs = {round(box["x"]) for box in (c.bounding_box() for c in page.locator("#results li.card").all()) if box}
     assert len(xs) == 2  # two columns
-    for control in ("Search by text", "Key prefix", "Search by image", "Upload to"):
-        box = page.get_by_label(control).bounding_box()
+    for control in ("Search by text", "Key prefix", "Tag", "Search by image", "Upload to"):
+        box = page.get_by_label(control, exact=control == "Tag").bounding_box()  # not the cards' "Tags" lists
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
+    chips = page.locator("#results li.card .tags li")
+    expect()(chips.first).to_be_visible()  # each card's tags, within its column
+    for card in page.locator("#results li.card").all():
+        box, inner = card.bounding_box(), [t.bounding_box() for t in card.locator(".tags li").all()]
+        assert box and inner and all(b and box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"]
+                                     for b in inner)  # fmt: skip
     assert_no_console_errors(browsed)
 
 
-def test_tags_stay_hidden_until_the_api_returns_some_then_filter_the_search(served: Served, browsed: Browsed) -> None:
-    """The page's side of zero-shot tags (a list per result, a filter hidden until a result has tags,
-    ``"tags": [tag]`` sent to POST /search) against answers of that shape, whatever this API's model knows
-    of tags; the proxy passes the field through to the API untouched."""
+# Three uploads unlike every other image of the suite (none holds another's bytes), two of them alike: with
+# random weights an image's tags are arbitrary but deterministic, and these do not all carry the same five.
+TAGGED_UPLOADS = {
+    "temple sideways.jpg": encode(photo("china.jpg").rotate(90, expand=True), "JPEG", quality=90),
+    "flower in gray.jpg": encode(photo("flower.jpg").convert("L"), "JPEG", quality=90),
+    "flower upside down.jpg": encode(photo("flower.jpg").transpose(Image.Transpose.FLIP_TOP_BOTTOM), "JPEG"),
+}
+
+
+def card_tags(page: Any, key: str) -> list[str]:
+    tags: list[str] = page.locator(f'#results li.card[data-key="{key}"] .tags li').all_inner_texts()
+    return tags
+
+
+def item_tags(served: Served, key: str) -> list[str]:
+    """The tags the S3 function wrote to the object's item (``tags``: labels, best first)."""
+    got = served.client("dynamodb").get_item(TableName=served.table, Key={"pk": {"S": f"s3://{served.bucket}/{key}"}})
+    return [v["S"] for v in got["Item"]["tags"]["L"]]
+
+
+def indexed_tags(served: Served) -> dict[str, list[str]]:
+    """Every object of the index (by key) with the tags of its vector's metadata: what a tag filter reads."""
+    assert served.stack.moto is not None
+    names = served.stack.moto.names
+    listed = served.stack.moto.client("s3vectors").list_vectors(
+        vectorBucketName=names.vector_bucket, indexName=names.vector_index, returnMetadata=True, maxResults=1000
+    )
+    return {v["metadata"]["key"]: list(v["metadata"].get("tags", [])) for v in listed["vectors"]}
+
+
+def test_the_tag_filter_offers_the_vocabulary_and_narrows_the_grid_to_the_images_tagged(
+    served: Served, browsed: Browsed
+) -> None:
+    """Real zero-shot tags end to end: uploads through the page, the tags each card shows (those of the
+    object's item and of its vector), a tag one upload carries and another does not chosen in the page; the
+    grid is then exactly the images of the index carrying it, in the API's own order for the same filter,
+    with a query and without one (browse)."""
+    status, model = served.api("GET", "model")
+    assert status == 200 and model["tags"], model
+    vocabulary = model["tags"]["labels"]
     page = open_gallery(browsed, served.url)
-    text_search(page, "a cat")
-    expect()(page.get_by_label("Tag")).to_be_hidden()
-    expect()(page.locator("#results .tags")).to_have_count(0)
-    sent: list[dict[str, Any]] = []
+    tag_filter = page.get_by_label("Tag", exact=True)
+    expect()(tag_filter).to_be_visible()  # offered from GET /model, before any result
+    options = tag_filter.locator("option").all_inner_texts()
+    assert options[0] == "any tag" and sorted(options[1:]) == sorted(vocabulary), options
 
-    def tagged(route: Any) -> None:
-        request = json.loads(route.request.post_data)
-        sent.append(request)
-        if "tags" in request:  # what the API will answer: only the images with that tag
-            route.fulfill(json={"status": 200, "body": {"model": "m", "query": "text", "results": [
-                {"key": "samples/china.jpg", "bucket": served.bucket, "score": 0.5, "tags": ["temple"]}]}})  # fmt: skip
-            return
-        answer = route.fetch().json()
-        for i, hit in enumerate(answer["body"]["results"]):
-            hit["tags"] = ["temple", "lake"] if i == 0 else [{"label": "tree", "score": 0.3}]
-        route.fulfill(json=answer)
+    tagged: dict[str, list[str]] = {}
+    for name, data in TAGGED_UPLOADS.items():
+        key = upload_and_wait(page, name, data)
+        tagged[key] = card_tags(page, key)
+        assert tagged[key] == item_tags(served, key), key  # the item's tags, best first, shown on its card
+        assert 0 < len(tagged[key]) <= model["tags"]["top_k"] and len(set(tagged[key])) == len(tagged[key])
+        assert set(tagged[key]) <= set(vocabulary)
+    index = indexed_tags(served)
+    assert all(index[key] == tags for key, tags in tagged.items())  # the vector's metadata holds the same
+    some = [t for t in vocabulary if 0 < sum(t in tags for tags in tagged.values()) < len(tagged)]
+    assert some, f"every upload carries the same tags: {tagged}"
+    tag = some[0]
+    carriers = {key for key, tags in tagged.items() if tag in tags}
+    others = set(tagged) - carriers
+    everywhere = {key for key, tags in index.items() if tag in tags}  # every image of the index carrying it
 
-    page.route("**/api/search", tagged)
-    text_search(page, "a cat")
-    expect()(page.get_by_label("Tag")).to_be_visible()
-    expect()(page.locator("#results li.card").first.locator(".tags li")).to_have_text(["temple", "lake"])
-    page.get_by_label("Tag").select_option("temple")
-    assert [c["key"] for c in answered(page, "for “a cat” tagged temple")] == ["samples/china.jpg"]
-    assert sent[-1] == {"text": "a cat", "k": 24, "tags": ["temple"]}
-    # The proxy passes the field on untouched: its answer is the API's own to the same body, signed apart.
-    request = {"text": "a cat", "tags": ["temple"]}
-    assert served.api("POST", "search", request) == direct_api(served, "search", request)
+    # With a query: choosing the tag re-runs it with "tags": [tag].
+    everything = text_search(page, "a photo")
+    tag_filter.select_option(tag)
+    grid = answered(page, f"for “a photo” tagged {tag}")
+    keys = [c["key"] for c in grid]
+    assert set(keys) == everywhere and carriers <= set(keys) and not others & set(keys)
+    assert len(keys) < len(everything)  # narrowed
+    request = {"text": "a photo", "k": 24, "tags": [tag]}
+    status, own = direct_api(served, "search", request)
+    assert status == 200 and keys == [hit["key"] for hit in own["results"]]  # the API's own answer, in order
+    assert served.api("POST", "search", request) == (status, own)  # the proxy passes the filter on untouched
+    for key in keys:
+        assert tag in card_tags(page, key)
+        expect()(page.locator(f'#results li.card[data-key="{key}"] .tags li.chosen')).to_have_text(tag)
+
+    # Without a query: a fresh page, the tag chosen from the keyboard browses by it.
+    page = open_gallery(browsed, served.url)
+    tag_filter.focus()
+    page.keyboard.type(tag)  # the select's type-ahead picks the option; change re-runs the (absent) query
+    expect()(tag_filter).to_have_value(tag)
+    browsed_grid = answered(page, f"tagged {tag}")
+    expect()(page.locator("#query")).to_have_text(f"Query: the images tagged {tag}")
+    status, own = direct_api(served, "search", {"tags": [tag], "k": 24})
+    assert status == 200 and own["query"] == "tags"
+    assert [c["key"] for c in browsed_grid] == [hit["key"] for hit in own["results"]]
+    assert {c["key"] for c in browsed_grid} == everywhere
+    for card, hit in zip(browsed_grid, own["results"], strict=True):
+        assert card["score"] == pytest.approx(hit["score"], abs=1e-4) and hit["tags"] == card_tags(page, card["key"])
+    # "any tag" again: no query, no results.
+    tag_filter.select_option("")
+    expect()(page.locator("#results li.card")).to_have_count(0)
+    expect()(page.locator("#status")).to_have_text("")
     assert_no_console_errors(browsed)
 
 
