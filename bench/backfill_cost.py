@@ -101,6 +101,7 @@ def plan(row: dict[str, Any], images: int, batch_size: int, concurrency: int) ->
     return {
         "images": images,
         "minutes": images / per_s / 60,
+        "hours": round(images / per_s / 3600, 1),
         "images_per_s": per_s,
         "limited_by": limit,
         "put_vectors_requests": children * puts_per_batch,

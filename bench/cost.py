@@ -212,7 +212,7 @@ def measure_size(
     invokes_per_m = 1e6 * len(timed) / images
     compute_usd = gb_s_per_image * GB_SECOND_USD * 1e6
     request_usd = invokes_per_m * REQUEST_USD
-    other = other_usd(ops, images, write_units)
+    other = other_usd(ops, images, write_units, batch_size)
     other_m = sum(other.values()) * 1e6
     cpus = min(memory / LAMBDA_MB_PER_VCPU, 2.0)
     arm64_ms = ms_per_image - stages.get("InferenceTime", 0.0) + ARM64_INFERENCE_MS_PER_VCPU / cpus
@@ -227,6 +227,7 @@ def measure_size(
         "usd_all_in": round(compute_usd + request_usd + other_m, 2),
         "usd_all_in_arm64_est": round(arm64_usd + request_usd + other_m, 2),
         "usd_other_per_million": {k: round(v * 1e6, 3) for k, v in other.items()},
+        "usd_other_total": round(other_m, 2),
         "requests_per_image": {k: round(v / images, 3) for k, v in sorted(ops.items())},
         "item_write_units": round(write_units, 2),
         "cpus": round(memory / LAMBDA_MB_PER_VCPU, 3),

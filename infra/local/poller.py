@@ -78,15 +78,22 @@ class SqsPoller:
     _thread: threading.Thread | None = None
 
     def poll_once(self) -> PollStats:
-        """One receive → invoke → delete cycle."""
-        got = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(self.batch_size, 10),
-            WaitTimeSeconds=self.wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        )
-        messages = got.get("Messages", [])
+        """One receive → invoke → delete cycle. A ``batch_size`` over 10 (SQS's most per ReceiveMessage)
+        gathers receives until it is full or the queue has nothing more, as the event source mapping does
+        with a batching window."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self.batch_size:
+            got = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(self.batch_size - len(messages), 10),
+                WaitTimeSeconds=self.wait_seconds if not messages else 0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            more = got.get("Messages", [])
+            messages += more
+            if not more or self.batch_size <= 10:
+                break
         stats = PollStats()
         if not messages:
             return stats
@@ -102,11 +109,13 @@ class SqsPoller:
             done = [m for m in messages if m["MessageId"] not in failed_ids]
             stats.failed = len(messages) - len(done)
             if done:
-                resp = self.sqs.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
-                )
-                stats.deleted = len(resp.get("Successful", []))
+                for start in range(0, len(done), 10):  # DeleteMessageBatch takes 10 at most
+                    resp = self.sqs.delete_message_batch(
+                        QueueUrl=self.queue_url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                                 for i, m in enumerate(done[start : start + 10])],
+                    )  # fmt: skip
+                    stats.deleted += len(resp.get("Successful", []))
         self.stats.add(stats)
         return stats
 
