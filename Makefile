@@ -80,7 +80,8 @@ test: venv scanners lint
 	$(BIN)/python -m pytest
 
 unit: venv
-	$(BIN)/python -m pytest tests/layer/test_decode.py tests/layer/test_preprocess.py tests/layer/test_session.py tests/handler
+	$(BIN)/python -m pytest tests/layer/test_decode.py tests/layer/test_preprocess.py tests/layer/test_session.py \
+	  tests/layer/test_errors.py tests/layer/test_limits.py tests/layer/test_embedding.py tests/layer/test_tags.py tests/handler
 
 bench: venv dev-model
 	$(BIN)/clip-lambda bench --model $(MODEL_DIR)

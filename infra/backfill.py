@@ -51,7 +51,7 @@ MARGIN = 0.05  # of the pool the backfill draws from, left for other functions a
 # ~35 ms, README), so it runs at most ApiThrottleRate x 1 s executions at once.
 API_SECONDS_PER_REQUEST = 1.0
 # template.yaml's defaults of the parameters the concurrency derivation reads, for a stack whose description
-# lacks one (tests/infra/test_backfill_cli.py checks that they are the template's).
+# lacks one (tests/infra/test_backfill.py checks that they are the template's).
 TEMPLATE_DEFAULTS = {
     "S3FunctionTimeout": "60",
     "S3MaxConcurrency": "5",

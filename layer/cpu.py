@@ -153,7 +153,7 @@ def _arm_model(fields: Mapping[str, str]) -> str | None:
 # The probe: DynamicQuantizeMatMul (the op the int8 towers' MatMuls become) of a float input [8, 128] of 0s and
 # 1s (quantized to u8 0 and 255) by an int8 weight [128, 32] of 127s. Exact: 127 × (number of 1s) per
 # output; a saturating kernel clips each pair of products at 32,767 instead of 64,770 and returns about half.
-# Written by layer.convert.probe_model (tests/layer/test_cpu.py checks that it still writes these bytes).
+# Written by layer.convert.probe_model (tests/layer/convert/test_probe_model.py checks it still writes these).
 PROBE_MODEL = (
     "eNrt2D2KwlAUhuEc4+DxjD/xqs1UGcuAU4uNcJkqkMLWJtzEDASS3JAfQmzMBtyUKzMIFm5hOE/5wreBD1F8hkmcbxOVBme1v3+T"
     "R6AIGho1fhmqJKJJ41+iQvu5jrNKQPv1kRc6iDbr3zZTaRwea5VV8SXyVOXVyX4a6vSnz4Uu9V8lqN6VO/+5cG42doC2ZUpo3M6+"

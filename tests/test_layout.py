@@ -1,7 +1,11 @@
-"""The import graph keeps the architecture: imports go one way (tools → handler → engine), the engine
-stays light enough for the Lambda image, and nothing the image ships imports build, bench or local-stack code.
+"""The repository's layout.
 
-An AST walk over every module, lazy imports inside functions and ``TYPE_CHECKING`` blocks included.
+The import graph keeps the architecture: imports go one way (tools → handler → engine), the engine stays
+light enough for the Lambda image, and nothing the image ships imports build, bench or local-stack code (an
+AST walk over every module, lazy imports inside functions and ``TYPE_CHECKING`` blocks included).
+
+tests/ mirrors the packages: every module ``P/M.py`` has its tests at ``tests/P/test_M.py``, and every test
+file either mirrors a module or tests a flow across modules, named in ``FLOW_TESTS`` with the reason.
 """
 
 from __future__ import annotations
@@ -115,3 +119,79 @@ def test_the_rule_catches_what_it_should(
     (tmp_path / "layer").mkdir()
     (tmp_path / "layer" / "x.py").write_text(source + "\n")
     assert violations([tmp_path / "layer" / "x.py"], ENGINE_PACKAGES, ("layer",)) == expected
+
+
+# --------------------------------------------------------------------------------- tests/ mirrors the packages
+PACKAGES = ("layer", "handler", "infra", "bench")
+# Test files (or folders: a trailing "/") about a flow across modules rather than one module, and why.
+FLOW_TESTS = {
+    "tests/integration/": "the local stack end to end: moto, both functions under the RIE, the HTTP and SQS fronts",
+    "tests/container/": "the Lambda image, sam build/invoke and template.yaml, under Docker; the scanners",
+    "tests/fuzz/": "fuzzed images through the engine and the API function",
+    "tests/test_harness.py": "the test harness itself (tests/conftest.py)",
+    "tests/test_layout.py": "the repository's layout: its import graph and this mirror",
+    "tests/test_docs.py": "the README and docs/: every marked figure is its results file's, every link lands",
+    "tests/handler/test_api_text_search.py": "the API's text and search routes: schemas, engine and a fake index",
+    "tests/handler/test_fuzz_events.py": "fuzzed events and requests through both functions",
+    "tests/handler/test_tags.py": "zero-shot tags through both functions: the item, the index, /embed, /search, /model",
+    "tests/handler/test_tracing.py": "tracing on and off: the settings' rule, the provider, both functions' imports",
+    "tests/layer/test_fidelity.py": "the engine against HF's CLIP and fastembed on a checkpoint",
+    "tests/layer/test_memory.py": "the largest images embedded in a process of the default memory",
+}
+
+
+def product_modules(root: Path) -> list[Path]:
+    """Every module of the packages (``__init__.py`` and ``__main__.py`` aside), relative to ``root``."""
+    return sorted(
+        p.relative_to(root)
+        for part in PACKAGES
+        for p in (root / part).rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py") and "__pycache__" not in p.parts
+    )
+
+
+def mirror(module: Path) -> Path:
+    """``P/M.py`` → ``tests/P/test_M.py``."""
+    return Path("tests", *module.parent.parts, f"test_{module.name}")
+
+
+def missing_tests(root: Path) -> list[str]:
+    return [str(mirror(m)) for m in product_modules(root) if not (root / mirror(m)).is_file()]
+
+
+def misplaced_tests(root: Path) -> list[str]:
+    """Test files that mirror no module and are not named as flow tests."""
+    mirrors = {mirror(m) for m in product_modules(root)}
+    out = []
+    for path in sorted((root / "tests").rglob("test_*.py")):
+        rel = path.relative_to(root)
+        if rel in mirrors or any(str(rel) == f or (f.endswith("/") and str(rel).startswith(f)) for f in FLOW_TESTS):
+            continue
+        out.append(str(rel))
+    return out
+
+
+def test_every_module_has_its_mirrored_test_file() -> None:
+    assert len(product_modules(ROOT)) >= 80
+    missing = missing_tests(ROOT)
+    assert missing == [], "modules without their tests/P/test_M.py:\n" + "\n".join(missing)
+
+
+def test_every_test_file_mirrors_a_module_or_is_a_named_flow_test() -> None:
+    misplaced = misplaced_tests(ROOT)
+    assert misplaced == [], (
+        "test files that mirror no module (rename to tests/P/test_M.py, or add to FLOW_TESTS with why):\n"
+        + "\n".join(misplaced)
+    )
+    for entry, why in FLOW_TESTS.items():
+        assert (ROOT / entry).exists() and why, f"FLOW_TESTS names {entry}, which does not exist"
+
+
+def test_the_mirror_rule_catches_a_missing_and_a_misplaced_test(tmp_path: Path) -> None:
+    for rel in ("layer/__init__.py", "layer/decode.py", "layer/__main__.py", "layer/convert/__init__.py",
+                "layer/convert/gate.py", "bench/run.py", "tests/layer/test_decode.py", "tests/layer/test_decoder.py",
+                "tests/layer/helpers.py", "tests/integration/test_flow.py", "tests/test_harness.py"):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    assert missing_tests(tmp_path) == ["tests/bench/test_run.py", "tests/layer/convert/test_gate.py"]
+    assert misplaced_tests(tmp_path) == ["tests/layer/test_decoder.py"]  # helpers and flow tests are not

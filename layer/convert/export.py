@@ -32,7 +32,7 @@ class _ImageEmbeds(torch.nn.Module):
 
 class _TextEmbeds(torch.nn.Module):
     """``get_text_features`` from the ids alone: the tower is causal and pools at the first <|endoftext|>, so
-    the padding after it needs no attention mask (tests/layer/convert/test_text_tower.py checks it)."""
+    the padding after it needs no attention mask (tests/layer/convert/test_export.py checks it)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()

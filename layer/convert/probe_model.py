@@ -1,5 +1,5 @@
 """The u8×s8 probe model the engine carries as ``layer.cpu.PROBE_MODEL`` (the engine cannot import onnx, so
-the bytes are written here once and pasted there; tests/layer/test_cpu.py checks they still agree)."""
+the bytes are written here once and pasted there; tests/layer/convert/test_probe_model.py checks they still agree)."""
 
 from __future__ import annotations
 

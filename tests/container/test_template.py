@@ -869,18 +869,6 @@ def test_visibility_timeout_default_is_six_function_timeouts(template: dict[str,
     assert int(params["ApiFunctionTimeout"]["Default"]) <= 30, "HTTP API integrations time out at 30 s"
 
 
-def test_events_folder_is_what_make_events_writes() -> None:
-    """events/ is generated (infra/local/make_events.py), like handler/openapi.json: kept current by this test."""
-    from infra.local.make_events import event_files
-
-    expected = event_files()
-    assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(expected)
-    for name, content in expected.items():
-        assert load_event(name) == json.loads(json.dumps(content)), (
-            f"regenerate: python infra/local/make_events.py ({name})"
-        )
-
-
 def _sub(text: str) -> dict[str, str]:
     return {"Fn::Sub": text}
 

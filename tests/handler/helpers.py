@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from handler.item import ObjectMeta
 from layer import Embedding, Limits
 from layer.decode import decode
 from layer.embedding import Timings
 from layer.manifest import IMAGE, Manifest, TowerSpec
 from layer.selfcheck import SelfCheck
+from layer.tags import Tagger
 from layer.text import check_text
 
 EVENTS = Path(__file__).with_name("events")
@@ -41,6 +43,7 @@ class FakeEngine:
         towers={IMAGE: TowerSpec(IMAGE, "model.onnx", "model.fp32.onnx", "pixel_values", "image_embeds", 512)},
     )
     self_check: SelfCheck | None = None  # not run (no model): a sound engine
+    tagger: Tagger | None = None  # no label vocabulary (tests give one where they need tags)
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -67,14 +70,16 @@ class FakeEngine:
     def embed_one(self, data: bytes) -> Embedding:
         self.calls += 1
         decoded = decode(data, self.limits)
+        vector = self.vector_for(data)
         return Embedding(
-            vector=self.vector_for(data),
+            vector=vector,
             norm=10.5,
             width=decoded.width,
             height=decoded.height,
             model=self.model_id,
             format=decoded.format,
             timings=Timings(decode_ms=1.0, preprocess_ms=2.0, inference_ms=3.0),
+            tags=self.tagger.tag(vector) if self.tagger is not None else (),
         )
 
 
@@ -160,3 +165,26 @@ def http_event(
         ev["body"] = body
         ev["isBase64Encoded"] = False
     return ev
+
+
+# An embedding and an object's metadata with every field set: the item tests' inputs.
+def item_embedding(vector: np.ndarray | None = None) -> Embedding:
+    v = np.arange(512, dtype=np.float32) / 512 if vector is None else vector
+    return Embedding(
+        vector=v,
+        norm=10.25,
+        width=640,
+        height=427,
+        model="m/1",
+        format="JPEG",
+        timings=Timings(decode_ms=1, preprocess_ms=2, inference_ms=3),
+    )
+
+
+ITEM_META = ObjectMeta(bucket="b", key="dir/a b.jpg", order_key="1AB", etag="e1", version_id="v1", sequencer="AB",
+                       size=123, content_type="image/jpeg")  # fmt: skip
+
+
+def backfill_batch(*items: dict[str, Any], model_id: str | None = None, encoded: bool = False) -> dict[str, Any]:
+    """The S3 function's input from the backfill's Distributed Map: a batch of listed objects."""
+    return {"Items": list(items), "BatchInput": {"bucket": BUCKET, "model_id": model_id, "keys_url_encoded": encoded}}

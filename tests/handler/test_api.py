@@ -1,4 +1,5 @@
-"""The API function: routes, the JSON error contract and its statuses, store, and the OpenAPI document."""
+"""The API function: routes, the JSON error contract and its statuses, store (the OpenAPI document:
+test_openapi.py; the error table: test_errors.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from handler import api, openapi
+from handler import api
 from handler.item import decode_vector
 from tests.handler.helpers import BUCKET, FakeEngine, http_event, load_event
 from tests.imaging import encode, png_bomb, resized_photo
@@ -241,22 +242,6 @@ def test_error_metric_and_correlation_id(rt, context, capsys, logs) -> None:
     assert log["correlation_id"] == "id" and log["error_code"] == "not_an_image"
 
 
-def test_openapi_document_is_current() -> None:
-    assert openapi.PATH.read_text() == openapi.render(), "regenerate: python -m handler.openapi > handler/openapi.json"
-    doc = json.loads(openapi.PATH.read_text())
-    post = doc["paths"]["/embed"]["post"]
-    assert set(post["requestBody"]["content"]) == {"image/*", "application/octet-stream", "application/json"}
-    assert {"200", "400", "403", "404", "413", "415", "422"} <= set(post["responses"])
-    from infra.local.api_gateway import TEMPLATE_ROUTES  # the template's routes, which the local front serves
-
-    assert {f"{m.upper()} {path}" for path, ops in doc["paths"].items() for m in ops} == set(TEMPLATE_ROUTES)
-    for path in ("/embed/text", "/search"):
-        assert set(doc["paths"][path]["post"]["requestBody"]["content"]) == {"application/json"}
-        assert {"200", "400", "413", "501"} <= set(doc["paths"][path]["post"]["responses"])
-    for ref in json.dumps(doc).split('"$ref": "')[1:]:
-        assert ref.split('"')[0].rsplit("/", 1)[1] in doc["components"]["schemas"]
-
-
 @pytest.mark.parametrize(
     "uri",
     [
@@ -383,18 +368,6 @@ def test_s3_unavailable_is_503_per_image(rt, context, monkeypatch) -> None:
     assert (body["results"][0]["status"], body["results"][0]["error"]["code"]) == (503, "s3_unavailable")
 
 
-def test_every_documented_status_is_in_the_openapi_document() -> None:
-    from handler.errors import API_ERRORS
-
-    paths = json.loads(openapi.PATH.read_text())["paths"]
-    embed = set(paths["/embed"]["post"]["responses"])
-    assert {str(s) for s in API_ERRORS.values()} - {"404", "501", "502"} <= embed
-    search = set(paths["/search"]["post"]["responses"])
-    assert {"501", "502", "503"} <= search  # no text tower / index; index misconfigured; index down
-    every = {status for ops in paths.values() for op in ops.values() for status in op.get("responses", {})}
-    assert {str(s) for s in API_ERRORS.values()} - {"404"} <= every
-
-
 def raw_base64_event(text: str) -> dict[str, Any]:
     """An image request whose body is ``text`` as API Gateway would pass it (already base64)."""
     event = http_event("POST", "/embed", b"", "image/jpeg")
@@ -476,43 +449,6 @@ def test_every_refusal_has_its_code_message_and_status(rt, context, monkeypatch)
     assert (item["error"]["code"], item["status"]) == ("s3_access_denied", 403) and refs[0] in item["error"]["message"]
 
 
-def test_the_readme_error_table_is_the_api_errors_table() -> None:
-    """Each README row "| status | `code`, … |" lists exactly the codes API_ERRORS answers with that status."""
-    import re
-    from pathlib import Path
-
-    from handler.errors import API_ERRORS
-
-    readme = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
-    table = readme[readme.index("| status | codes |") :].split("\n\n")[0]
-    documented = {
-        code: int(row[0])
-        for row in re.findall(r"^\| (\d{3}) \|(.*)\|$", table, re.M)
-        for code in re.findall(r"`([a-z0-9_]+)`", re.sub(r"\([^)]*\)", "", row[1]))
-    }
-    assert documented == API_ERRORS
-
-
-def test_a_request_error_reads_as_its_message() -> None:
-    from handler.errors import RequestError
-
-    exc = RequestError("invalid_base64", "request body is not valid base64")
-    assert str(exc) == exc.message == "request body is not valid base64"  # in a traceback or a log, too
-    assert (exc.code, exc.http_status) == ("invalid_base64", 400)
-
-
-def test_the_failure_metric_is_in_the_functions_namespace(capsys, monkeypatch) -> None:
-    """EmbedFailures goes to the same namespace as every other metric, also where the environment does not
-    name one (the default namespace applies)."""
-    from handler import observability
-
-    monkeypatch.delenv("POWERTOOLS_METRICS_NAMESPACE", raising=False)
-    observability.record_failure("not_an_image")
-    [blob] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "EmbedFailures" in x]
-    assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == observability.NAMESPACE
-    assert blob["code"] == "not_an_image"
-
-
 # ------------------------------------------------------------------------------------ s3 keys taken literally
 def test_an_s3_reference_key_is_taken_literally(rt, context, photo, photo2) -> None:
     """x%2Fy.png and x/y.png are two objects; 100%25.png is the object named so; no %xx is ever decoded."""
@@ -543,13 +479,6 @@ def test_a_reference_is_never_decoded_into_another_object(rt, context, photo) ->
     status, body = embed_json({"images": refs}, context)
     assert status == 200
     assert [(r.get("status"), r.get("error", {}).get("code")) for r in body["results"]] == [(404, "s3_not_found")] * 2
-
-
-def test_parse_uri_is_the_inverse_of_uri() -> None:
-    from handler import location
-
-    for key in ("x%2Fy.png", "100%25.png", "a+b c.png", "x/y.png", "%", "%zz", "é%C3%A9"):
-        assert location.parse_uri(location.uri(BUCKET, key)) == (BUCKET, key)
 
 
 def test_a_search_result_key_can_be_fed_back(rt, context, photo, photo2) -> None:

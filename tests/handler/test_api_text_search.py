@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ class Hit:
     width: int
     height: int
     etag: str
+    tags: tuple[str, ...] = ()
 
 
 class FakeIndex:
@@ -50,7 +52,7 @@ class FakeIndex:
         self.fail = fail
         self.queries: list[tuple[np.ndarray, int, str | None]] = []
 
-    def query(self, vector: np.ndarray, k: int, prefix: str | None = None) -> list[Hit]:
+    def query(self, vector: np.ndarray, k: int, prefix: str | None = None, tags: Sequence[str] = ()) -> list[Hit]:
         self.queries.append((vector, k, prefix))
         if isinstance(self.fail, Exception):
             raise self.fail
@@ -174,14 +176,6 @@ def test_an_index_that_refuses_for_good_is_502_with_the_fix_not_a_retry(rt, cont
     message = body["error"]["message"]
     assert "QueryVectors" in message and "ValidationException" in message and remedy in message
     assert "retry" not in message
-
-
-def test_index_misconfigured_is_documented_on_search() -> None:
-    from handler import openapi
-
-    responses = openapi.document()["paths"]["/search"]["post"]["responses"]
-    assert "index_misconfigured" in responses["502"]["description"]
-    assert "index_unavailable" in responses["503"]["description"]
 
 
 # ----------------------------------------------------------------------------------- the text route's body size

@@ -1,16 +1,19 @@
-"""Every event shape normalises to the same ObjectEvent; keys are decoded once; order keys sort in time."""
+"""Every event shape normalises to the same ObjectEvent (S3 notifications, EventBridge, SQS and SNS envelopes, the
+backfill's batches of listed objects); keys are decoded once; order keys sort in time."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from handler import events
 from handler.errors import MalformedEvent
-from handler.events import Action
-from tests.handler.helpers import load_event
+from handler.events import Action, classify, from_backfill_batch
+from tests.handler.helpers import BUCKET, load_event
+from tests.handler.helpers import backfill_batch as batch
 
 
 def s3_put(key: str = "test/key", **obj: object) -> dict:
@@ -239,3 +242,34 @@ def test_keys_up_to_s3s_1024_utf8_bytes() -> None:
     assert events.ObjectEvent(Action.CREATED, "b", "é" * 512, t, "n").key == "é" * 512  # 1024 bytes, 512 characters
     with pytest.raises(MalformedEvent, match="1025 bytes"):
         events.ObjectEvent(Action.CREATED, "b", "é" * 512 + "k", t, "n")
+
+
+def test_a_listing_batch_becomes_created_events_ordered_by_last_modified() -> None:
+    payload = batch(
+        {"Etag": '"abc"', "Key": "a b/c.jpg", "LastModified": 1764374400, "Size": 10, "StorageClass": "STANDARD"},
+        {"Bucket": "other", "Key": "x%2By.jpg", "LastModifiedDate": "2025-11-29T00:00:00Z", "Size": "7"},
+    )
+    assert classify(payload) == "backfill"
+    a, b = from_backfill_batch(payload).events
+    assert (a.action, a.bucket, a.key, a.etag, a.size, a.source) == (
+        Action.CREATED,
+        BUCKET,
+        "a b/c.jpg",
+        "abc",
+        10,
+        "backfill",
+    )
+    assert a.event_time == datetime(2025, 11, 29, tzinfo=UTC) and a.sequencer is None
+    assert a.order_key < "1"  # a time key: any S3 event's sequencer key sorts after it
+    assert (b.bucket, b.key, b.size, b.etag) == ("other", "x%2By.jpg", 7, None)  # keys as listed
+    inventory = from_backfill_batch(batch({"Bucket": BUCKET, "Key": "x%2By+z.jpg"}, encoded=True))
+    assert inventory.events[0].key == "x+y z.jpg"  # S3 Inventory URL-encodes its keys
+
+
+@pytest.mark.parametrize(
+    "items",
+    [[{"Key": ""}], [{"Etag": "x"}], [{"Key": "k", "Size": -1}], [{"Key": "k", "LastModified": "yesterday"}], ["k"]],
+)
+def test_a_malformed_batch_is_one_error(items: list[Any]) -> None:
+    with pytest.raises(MalformedEvent):
+        from_backfill_batch(batch(*items))

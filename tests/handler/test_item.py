@@ -1,4 +1,4 @@
-"""The item contract (handler.item) and its DynamoDB encoding (handler.sinks.dynamodb), without a table."""
+"""The item contract (handler.item), without a table (its DynamoDB encoding: tests/handler/sinks/test_dynamodb.py)."""
 
 from __future__ import annotations
 
@@ -11,24 +11,8 @@ from handler import item
 from handler.item import ObjectMeta, StoredItem
 from handler.sinks.dynamodb import from_dynamodb, to_dynamodb
 from layer import Embedding
-from layer.embedding import Timings
-
-
-def _emb(vector: np.ndarray | None = None) -> Embedding:
-    v = np.arange(512, dtype=np.float32) / 512 if vector is None else vector
-    return Embedding(
-        vector=v,
-        norm=10.25,
-        width=640,
-        height=427,
-        model="m/1",
-        format="JPEG",
-        timings=Timings(decode_ms=1, preprocess_ms=2, inference_ms=3),
-    )
-
-
-META = ObjectMeta(bucket="b", key="dir/a b.jpg", order_key="1AB", etag="e1", version_id="v1", sequencer="AB",
-                  size=123, content_type="image/jpeg")  # fmt: skip
+from tests.handler.helpers import ITEM_META as META
+from tests.handler.helpers import item_embedding as _emb
 
 
 def test_sequencer_order_right_pads_and_beats_event_time() -> None:
@@ -121,27 +105,29 @@ def test_stored_item_ordering_and_duplicates() -> None:
     assert StoredItem({}).order_key == "" and not StoredItem({}).is_newer_than("0")
 
 
-def test_dynamodb_encoding_round_trips_every_type() -> None:
-    attributes = item.embedding_item(META, _emb())
-    typed = to_dynamodb(attributes)
-    assert typed["pk"] == {"S": "s3://b/dir/a b.jpg"} and typed["size"] == {"N": "123"}
-    assert typed["norm"] == {"N": "10.25"} and set(typed["embedding"]) == {"B"}
-    back = from_dynamodb(typed)
-    assert back == attributes
-    assert type(back["size"]) is int and type(back["norm"]) is float
-    np.testing.assert_array_equal(StoredItem(back).vector, _emb().vector)
-    assert from_dynamodb({"x": {"N": "1e3"}, "y": {"BOOL": True}}) == {"x": 1000.0, "y": True}
-    assert from_dynamodb({"z": {"NULL": True}}) == {"z": {"NULL": True}}
+# ------------------------------------------------------------------------------------------ vector formats
+def test_each_item_vector_format_sets_the_items_size_and_write_units() -> None:
+    """The figures the template's ItemVector description states (512-d: 3, 2 and 1 write units)."""
+    from handler.item import FLOAT16, FULL, NONE, embedding_item, write_units
+
+    meta = ObjectMeta(bucket="clip-lambda-images", key="uploads/2026/12/IMG_0001.jpg", order_key="1" + "0" * 64,
+                      etag="0" * 32, version_id=None, sequencer="0" * 18, size=3_456_789,
+                      content_type="image/jpeg")  # fmt: skip
+    vector = np.random.default_rng(0).standard_normal(512).astype(np.float32)
+    emb = Embedding(vector=vector / np.linalg.norm(vector), norm=10.5, width=4000, height=3000, model="m" * 40)
+    units = {fmt: write_units(embedding_item(meta, emb, fmt)) for fmt in (FULL, FLOAT16, NONE)}
+    assert units == {FULL: 3, FLOAT16: 2, NONE: 1}
 
 
-@pytest.mark.parametrize("norm", [1e-9, 123456.789, 0.1])
-def test_norm_survives_the_number_encoding_exactly(norm: float) -> None:
-    assert from_dynamodb(to_dynamodb({"norm": norm}))["norm"] == norm
+def test_a_float16_item_vector_decodes_within_1e_4_of_the_float32() -> None:
+    from handler.item import EMBEDDED_AT, FLOAT16, embedding_item
 
-
-def test_dynamodb_numbers_in_exponent_form_read_as_floats() -> None:
-    assert from_dynamodb({"a": {"N": "1E3"}, "b": {"N": "2.5e-3"}, "c": {"N": "7"}}) == {
-        "a": 1000.0,
-        "b": 0.0025,
-        "c": 7,
-    }
+    rng = np.random.default_rng(1)
+    for dim in (512, 768):
+        v = rng.standard_normal(dim).astype(np.float32)
+        v /= np.linalg.norm(v)
+        meta = ObjectMeta(bucket="b", key="k.jpg", order_key="1" + "0" * 64, etag="e")
+        attrs = embedding_item(meta, Embedding(vector=v, norm=1.0, width=1, height=1, model="m"), FLOAT16)
+        got = StoredItem(attrs).vector
+        assert got is not None and got.dtype == np.float32 and EMBEDDED_AT in attrs
+        assert float(got @ v) / float(np.linalg.norm(got)) > 1 - 1e-4

@@ -1,8 +1,10 @@
 """The INIT singleton: Runtime.from_env builds the real engine, the clients with the retry policy and the sink
-from Settings, and install/current swap it."""
+from Settings, and install/current swap it; an untrained (random-init) or ungated model never serves by
+accident: INIT refuses it unless ALLOW_UNTRAINED_MODEL says so, and then says it loudly."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from handler import runtime
 from handler.settings import Settings
 from handler.sinks.dynamodb import DynamoDBSink
 from layer import Limits
+from layer.errors import ModelDirError
+from layer.manifest import IMAGE, Manifest, TowerSpec
 from layer.settings import EngineSettings
 
 
@@ -57,3 +61,36 @@ def test_current_builds_once_and_install_swaps(built: runtime.Runtime, monkeypat
         assert runtime.current() is built and calls == [False, True]
     finally:
         runtime.install(previous)
+
+
+# ------------------------------------------------- an untrained (random-init) or ungated model never serves by accident
+
+
+def manifest(*, random_init: bool = False, passed: bool = True) -> Manifest:
+    tower = TowerSpec(IMAGE, "model.onnx", "model.fp32.onnx", "pixel_values", "image_embeds", 512,
+                      accuracy_gate={"passed": passed})  # fmt: skip
+    return Manifest(model_id="m", dim=512, towers={IMAGE: tower}, random_init=random_init)
+
+
+def test_a_trained_gated_model_passes() -> None:
+    assert runtime.untrained(manifest()) is None
+    runtime.check_trained(Settings(), manifest())
+
+
+@pytest.mark.parametrize(
+    ("m", "why"),
+    [(manifest(random_init=True), "random weights"), (manifest(passed=False), "did not pass its accuracy gate")],
+)
+def test_untrained_or_ungated_is_refused_unless_allowed(
+    m: Manifest, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert why in (runtime.untrained(m) or "")
+    with pytest.raises(ModelDirError, match="AllowUntrainedModel=true"):
+        runtime.check_trained(Settings(), m)
+    runtime.check_trained(dataclasses.replace(Settings(), allow_untrained=True), m)  # allowed: no error
+
+
+def test_the_flag_is_read_from_the_environment() -> None:
+    assert Settings.from_env({}).allow_untrained is False
+    assert Settings.from_env({"ALLOW_UNTRAINED_MODEL": "true"}).allow_untrained is True
+    assert Settings.from_env({"ALLOW_UNTRAINED_MODEL": "false"}).allow_untrained is False

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from handler.observability import UntracedProvider
 from handler.settings import tracing_enabled
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,15 +55,6 @@ def test_tracing_off_imports_neither_xray_nor_boto3() -> None:
 def test_tracing_on_uses_the_xray_provider() -> None:
     got = modules_after_import(LAMBDA_TASK_ROOT=str(ROOT), POWERTOOLS_TRACE_DISABLED="false")
     assert got["xray"] is True and got["provider"] == "AsyncAWSXRayRecorder" and got["disabled"] is False
-
-
-def test_untraced_provider_records_nothing_and_passes_errors_through() -> None:
-    provider = UntracedProvider()
-    with provider.in_subsegment("## x") as seg:
-        seg.put_annotation("k", "v")
-        seg.put_metadata("k", {"a": 1})
-    with pytest.raises(KeyError), provider.in_subsegment("## y"):
-        raise KeyError("kept")
 
 
 def test_tracing_reads_the_process_environment_by_default(monkeypatch) -> None:

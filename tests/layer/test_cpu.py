@@ -180,12 +180,6 @@ def test_reports_name_the_cpu_path_and_flags() -> None:
 # --- the u8×s8 probe ---------------------------------------------------------------------------------------
 
 
-def test_the_probe_model_is_the_one_probe_model_writes() -> None:
-    from layer.convert.probe_model import encoded
-
-    assert encoded() == PROBE_MODEL
-
-
 def _probe_input() -> np.ndarray:
     a = np.ones(PROBE_SHAPE, dtype=np.float32)
     a[:, 0] = 0.0

@@ -271,12 +271,6 @@ def test_float_grey_is_rounded_and_clipped_to_8_bits() -> None:
     assert np.asarray(out)[0, :8].tolist() == [0, 0, 1, 128, 128, 255, 255, 255]
 
 
-def test_an_image_error_serializes_as_the_api_error_body() -> None:
-    err = NotAnImage("not an image: 3 bytes")
-    assert err.to_dict() == {"code": "not_an_image", "message": "not an image: 3 bytes"}
-    assert (err.code, err.http_status, str(err)) == ("not_an_image", 422, "not an image: 3 bytes")
-
-
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P"])
 def test_grey_stays_one_byte_per_pixel(mode: str) -> None:
     """Grey sources decode to "L" (a third of RGB's memory until after the crop); a palette of colours to RGB."""

@@ -1,5 +1,5 @@
 """One tower's session (layer/tower.py): which file it loads, the session options it gets from the CPU and the
-probe, one input per run, and the L2 normalization every vector goes through."""
+probe, and one input per run (the L2 normalization: tests/layer/test_embedding.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layer.cpu import CpuInfo, Probe, int8_tuning, probe_u8s8
+from layer.cpu import CpuInfo, Probe, int8_tuning
 from layer.errors import ModelDirError
-from layer.manifest import Manifest, TowerSpec
+from layer.manifest import Manifest
 from layer.settings import EngineSettings
 from layer.tower import TowerSession, l2_normalize
+from tests.layer.towers import load, token_ids
 
 pytestmark = pytest.mark.slow
 
@@ -21,45 +22,6 @@ HASWELL = CpuInfo(arch="x86_64", model="Intel Haswell", flags=frozenset({"avx2"}
 GRAVITON3 = CpuInfo(arch="aarch64", model="Arm Neoverse-V1 (Graviton3)", flags=frozenset({"asimddp", "i8mm"}))
 EXACT = Probe(u8s8_exact=True, reencoded_exact=None, ms=1.0)
 SATURATING = Probe(u8s8_exact=False, reencoded_exact=True, ms=1.0)
-
-
-@pytest.fixture(scope="module")
-def manifest(model_dir: Path) -> Manifest:
-    return Manifest.read(model_dir)
-
-
-def load(model_dir: Path, spec: TowerSpec, **kw: object) -> TowerSession:
-    options: dict[str, object] = {"precision": "int8", "cpu": CpuInfo.detect(), "engine": EngineSettings()}
-    options.update(threads=1, probe=probe_u8s8())
-    options.update(kw)
-    return TowerSession.load(model_dir, spec, **options)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def text(model_dir: Path, manifest: Manifest) -> TowerSession:
-    assert manifest.text is not None
-    return load(model_dir, manifest.text)
-
-
-def token_ids(*rows: list[int], context: int = 77) -> np.ndarray:
-    out = np.full((len(rows), context), 49407, dtype=np.int64)
-    for i, row in enumerate(rows):
-        out[i, : len(row) + 2] = [49406, *row, 49407]
-    return out
-
-
-def test_l2_normalize_returns_unit_vectors_and_the_norms() -> None:
-    features = np.array([[3.0, 4.0], [0.0, 0.0], [1e-3, 0.0]], dtype=np.float32)
-    unit, norms = l2_normalize(features)
-    assert unit.dtype == np.float32 and norms.dtype == np.float32
-    np.testing.assert_allclose(unit, [[0.6, 0.8], [0.0, 0.0], [1.0, 0.0]], atol=1e-7)
-    np.testing.assert_allclose(norms, [5.0, 0.0, 1e-3], rtol=1e-6)
-
-
-def test_the_embedder_normalizes_with_the_towers_function() -> None:
-    from layer import embedder
-
-    assert embedder.l2_normalize is l2_normalize
 
 
 def test_an_int8_tower_loads_its_int8_file_tuned_by_the_probe(model_dir: Path, manifest: Manifest) -> None:
@@ -141,43 +103,3 @@ def test_dim_is_the_models_output_and_the_report_names_the_session(text: TowerSe
         "session_config": dict(text.settings.config),
         "graph_optimization": text.settings.optimization,
     }
-
-
-RUN_TOWER = """
-import json, sys
-from layer.run_tower import main
-rc = main(sys.argv[1:])
-build_only = ("torch", "onnx", "transformers")
-build = sorted(m for m in sys.modules if m.split(".")[0] in build_only or m.startswith("layer.convert"))
-print(json.dumps({"rc": rc, "build_modules": build}))
-"""
-
-
-def test_run_tower_embeds_as_the_runtime_and_imports_nothing_of_the_build(
-    model_dir: Path, text: TowerSession, tmp_path: Path
-) -> None:
-    """``python -m layer.run_tower`` (what the gate runs in emulated CPUs) gives the runtime's vectors and
-    reports the CPU, the probe and the session it used."""
-    import json
-    import subprocess
-    import sys
-
-    ids = token_ids([320, 2368], [1125, 539, 320, 1929])
-    np.save(tmp_path / "ids.npy", ids)
-    args = [str(model_dir), "text", str(tmp_path / "ids.npy"), str(tmp_path / "out.npy")]
-    done = subprocess.run([sys.executable, "-c", RUN_TOWER, *args], capture_output=True, text=True, check=True)
-    report, end = (json.loads(line) for line in done.stdout.splitlines())
-    assert end == {"rc": 0, "build_modules": []}
-    assert np.array_equal(np.load(tmp_path / "out.npy"), text.embed(ids)[0])
-    cpu = CpuInfo.detect()
-    assert report["cpu"]["kernel_path"] == cpu.kernel_path and report["cpu"]["file"] == "text_model.onnx"
-    assert report["cpu"]["probe"]["u8s8_exact"] == probe_u8s8(cpu.arch).u8s8_exact
-    assert report["cpu"]["session_config"] == dict(text.settings.config) and report["seconds_per_input"] >= 0
-
-
-def test_run_tower_refuses_bad_arguments(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from layer.run_tower import main
-
-    assert main([str(model_dir), "text"]) == 2 and "run_tower" in capsys.readouterr().err
-    with pytest.raises(ModelDirError, match="has no audio tower"):
-        main([str(model_dir), "audio", str(tmp_path / "in.npy"), str(tmp_path / "out.npy")])

@@ -10,7 +10,6 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,17 +23,7 @@ from infra.local.api_gateway import (
     to_event,
 )
 from infra.local.rie import InvokeResult
-
-
-def echo(event: dict[str, Any]) -> InvokeResult:
-    """A function that returns the request body as it got it, plus the event in a header."""
-    headers = {
-        "Content-Type": event["headers"].get("content-type", "text/plain"),
-        "X-Event": json.dumps({k: event[k] for k in ("routeKey", "rawPath", "rawQueryString", "isBase64Encoded")}),
-    }
-    payload = {"statusCode": 200, "headers": headers, "body": event.get("body", ""),
-               "isBase64Encoded": event["isBase64Encoded"]}  # fmt: skip
-    return InvokeResult(payload=payload, error=False, wall_ms=0.0)
+from tests.infra.local.functions import echo
 
 
 def test_event_is_payload_v2() -> None:
@@ -187,129 +176,3 @@ def test_chunked_body_and_oversized_content_length(gateway: ApiGateway) -> None:
         s.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 11000000\r\n\r\n")
         reply = s.makefile("rb").read()
     assert reply.startswith(b"HTTP/1.1 413") and b"payload_too_large" in reply
-
-
-# --- IAM auth (ApiAuth=AWS_IAM, the template's default) -------------------------------------------------------
-KEYS = {"AKIDLOCAL": "local-secret"}
-
-
-@pytest.fixture
-def iam_gateway() -> Iterator[ApiGateway]:
-    with ApiGateway(echo, routes=("POST /embed", "GET /model"), iam=KEYS, region="us-east-1").start() as gw:
-        yield gw
-
-
-def signed(
-    url: str,
-    method: str = "POST",
-    body: bytes = b"",
-    *,
-    key: str = "AKIDLOCAL",
-    secret: str = "local-secret",
-    region: str = "us-east-1",
-    service: str = "execute-api",
-    token: str | None = None,
-) -> dict[str, str]:
-    """The headers botocore's SigV4 signer (what boto3, awscurl and the AWS SDKs use) adds to a request."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    request = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials(key, secret, token), service, region).add_auth(request)
-    return dict(request.headers.items())
-
-
-def signed_at(url: str, body: bytes, when: datetime) -> dict[str, str]:
-    """``signed`` with the signer's clock at ``when`` (botocore's signer always uses the current time)."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    stamp = when.strftime("%Y%m%dT%H%M%SZ")
-    request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
-    request.headers["X-Amz-Date"] = stamp
-    request.context["timestamp"] = stamp
-    auth = SigV4Auth(Credentials("AKIDLOCAL", "local-secret"), "execute-api", "us-east-1")
-    signature = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
-    names = auth.signed_headers(auth.headers_to_sign(request))
-    request.headers["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={auth.scope(request)}, SignedHeaders={names}, Signature={signature}"
-    )
-    return dict(request.headers.items())
-
-
-def send(url: str, method: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=body or None, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, {"body": resp.read()}
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def test_iam_auth_lets_a_signed_request_through(iam_gateway: ApiGateway) -> None:
-    url, body = f"{iam_gateway.url}/embed?x=1", b'{"texts": ["a"]}'
-    status, got = send(url, "POST", body, signed(url, body=body))
-    assert status == 200 and got["body"] == body
-    token = signed(f"{iam_gateway.url}/model", "GET", token="session-token")  # temporary credentials too
-    assert send(f"{iam_gateway.url}/model", "GET", b"", token)[0] == 200
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ("unsigned", "Forbidden"),
-        ("tampered body", "signature we calculated does not match"),
-        ("other secret", "signature we calculated does not match"),
-        ("unknown key", "security token included in the request is invalid"),
-        ("other region", "scoped to a valid region"),
-        ("other service", "scoped to a valid region and service"),
-        ("expired", "Signature expired"),
-    ],
-)
-def test_iam_auth_refuses_what_api_gateway_refuses(iam_gateway: ApiGateway, change: str, message: str) -> None:
-    url, body = f"{iam_gateway.url}/embed", b'{"texts": ["a"]}'
-    headers = {
-        "unsigned": {"Content-Type": "application/json"},
-        "tampered body": signed(url, body=b'{"texts": ["b"]}'),
-        "other secret": signed(url, body=body, secret="guess"),
-        "unknown key": signed(url, body=body, key="AKIDOTHER"),
-        "other region": signed(url, body=body, region="eu-west-1"),
-        "other service": signed(url, body=body, service="lambda"),
-        "expired": {**signed(url, body=body)},
-    }[change]
-    if change == "expired":  # a valid signature made 10 minutes ago
-        headers = signed_at(url, body, datetime.now(UTC) - timedelta(minutes=10))
-    status, got = send(url, "POST", body, headers)
-    assert status == 403 and message in got["message"], got
-
-
-def test_a_route_outside_the_api_is_404_before_any_auth(iam_gateway: ApiGateway) -> None:
-    assert send(f"{iam_gateway.url}/nope", "GET", b"", {})[0] == 404
-
-
-def test_awscurl_from_pip_signs_as_the_readme_says(iam_gateway: ApiGateway, tmp_path: Any) -> None:
-    """awscurl (pip install awscurl), the README's client for the IAM-protected API, against the local front."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    awscurl = Path(sys.executable).parent / "awscurl"
-    body = tmp_path / "body.json"
-    body.write_bytes(b'{"texts": ["a red bicycle"]}')
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDLOCAL", "AWS_SECRET_ACCESS_KEY": "local-secret"}
-    env.pop("AWS_SESSION_TOKEN", None)
-    ok = subprocess.run(
-        [str(awscurl), "--service", "execute-api", "--region", "us-east-1", "-X", "POST",
-         "-H", "Content-Type: application/json", "-d", f"@{body}", f"{iam_gateway.url}/embed"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
-    )  # fmt: skip
-    assert ok.returncode == 0 and ok.stdout.strip() == body.read_text(), ok.stderr[-2000:]
-    env["AWS_SECRET_ACCESS_KEY"] = "wrong"
-    refused = subprocess.run(
-        [str(awscurl), "--service", "execute-api", "--region", "us-east-1", "-X", "POST",
-         "-H", "Content-Type: application/json", "-d", f"@{body}", f"{iam_gateway.url}/embed"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
-    )  # fmt: skip
-    assert "signature we calculated does not match" in refused.stdout + refused.stderr

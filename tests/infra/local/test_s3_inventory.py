@@ -1,7 +1,7 @@
 """S3 Inventory, locally, over a moto server: the report infra/local/s3_inventory.py writes (S3's layout and
 format: manifest.json with sizes and MD5s, gzip CSV data files without a header, URL-encoded keys) and what the
-emulated Distributed Map's ``FromInventory`` reader (infra/local/distributed_map.py) yields from it, chosen
-by the template's ``Source`` Choice."""
+emulated Distributed Map's ``FromInventory`` reader (infra/local/distributed_map.py) yields from it (the
+template's ``Source`` Choice that picks that reader: test_distributed_map.py)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,7 @@ from infra.local.distributed_map import (
     ItemReaderFailed,
     LocalDistributedMap,
     MapDefinition,
-    StatesError,
     inventory_items,
-    source_state,
 )
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.rie import InvokeResult
@@ -180,30 +178,6 @@ def test_a_report_the_reader_cannot_read_fails_the_map_state(stack: MotoStack, c
     with pytest.raises(ItemReaderFailed, match=message) as failed:
         definition.read_items(s3, execution, {"ReportsBucket": REPORTS, "ImagesBucket": "src"})
     assert failed.value.error == "States.ItemReaderFailed"
-
-
-@pytest.mark.parametrize(
-    ("execution", "state"),
-    [
-        ({"prefix": ""}, "FromListing"),
-        ({"manifest": {"input_type": "LISTING", "key": ""}}, "FromListing"),
-        ({"manifest": {"input_type": "CSV", "key": "manifests/a.csv"}}, "FromCsv"),
-        ({"manifest": {"input_type": "MANIFEST", "key": "inventory/x/manifest.json"}}, "FromInventory"),
-        ({"manifest": {"key": "inventory/x/manifest.json"}}, "FromListing"),
-        ({"manifest": {"input_type": "csv"}}, "FromListing"),  # StringEquals is case-sensitive
-    ],
-)
-def test_the_templates_choice_picks_the_map_state(execution: dict[str, Any], state: str) -> None:
-    assert source_state(execution) == state
-
-
-def test_the_readers_are_the_templates() -> None:
-    readers = {s: MapDefinition.from_template(s).item_reader for s in ("FromListing", "FromCsv", "FromInventory")}
-    assert readers["FromInventory"]["ReaderConfig"] == {"InputType": "MANIFEST"}
-    assert readers["FromInventory"]["Parameters"] == {"Bucket": "${ReportsBucket}", "Key.$": "$.manifest.key"}
-    assert readers["FromCsv"]["ReaderConfig"]["InputType"] == "CSV"
-    assert readers["FromListing"]["Resource"].endswith(":s3:listObjectsV2")
-    assert issubclass(ItemReaderFailed, StatesError)
 
 
 def test_an_inventory_run_batches_the_encoded_items_with_the_templates_batch_input(stack: MotoStack) -> None:

@@ -1,77 +1,23 @@
-"""The local Step Functions emulation (infra/local/step_functions.py) and the stack description and account
-settings the backfill CLI reads (infra/local/backfill_stack.py), over real HTTP on 127.0.0.1 with boto3 and
-with ``clip-lambda backfill`` itself as a subprocess; moto is a real server, the S3 function an in-process
-fake (tests/integration/test_backfill_inventory.py runs the real one under the RIE)."""
+"""The local Step Functions emulation (infra/local/step_functions.py), with the stack description and account
+settings the backfill CLI reads (infra/local/backfill_stack.py, tested there), over real HTTP on 127.0.0.1
+with boto3 and with ``clip-lambda backfill`` itself as a subprocess; moto is a real server, the S3 function
+an in-process fake (tests/integration/test_backfill_inventory.py runs the real one under the RIE)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.backfill_stack import LocalBackfill, publish_stack, template_outputs_and_parameters
-from infra.local.moto_stack import CREDENTIALS, REGION, MotoStack, StackNames
-from infra.local.rie import InvokeResult
-
-N = 23  # objects under PREFIX
-
-
-class Function:
-    """The S3 function's contract, in process: every item "embedded"; ``gate`` holds invocations until set;
-    ``fail`` makes every batch fail with a non-retried error."""
-
-    def __init__(self) -> None:
-        self.gate, self.entered = threading.Event(), threading.Event()
-        self.reset()
-
-    def reset(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.gate.set()
-        self.entered.clear()
-        self.fail = False
-
-    def __call__(self, event: dict[str, Any]) -> InvokeResult:
-        self.events.append(event)
-        self.entered.set()
-        self.gate.wait(60)
-        if self.fail:
-            return InvokeResult({"errorType": "ModelMismatch", "errorMessage": "expects another"}, True, 1.0)
-        results = [{"uri": it["Key"], "outcome": "embedded", "code": None} for it in event["Items"]]
-        return InvokeResult({"results": results}, False, 1.0)
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoStack]:
-    with MotoStack(names=StackNames(vector_bucket="", notifications=False)).start() as s:
-        s3 = s.client("s3")
-        for i in range(N):
-            s3.put_object(Bucket=s.names.bucket, Key=f"sfn/{i:03d}.jpg", Body=b"x")
-        yield s
-
-
-@pytest.fixture(scope="module")
-def shared_function() -> Function:
-    return Function()
-
-
-@pytest.fixture
-def function(shared_function: Function) -> Function:
-    """The module's function, as new: nothing seen, not failing, not held."""
-    shared_function.reset()
-    return shared_function
-
-
-@pytest.fixture(scope="module")
-def local(moto: MotoStack, shared_function: Function) -> Iterator[LocalBackfill]:
-    with LocalBackfill(moto, [shared_function], concurrent_executions=100).start() as lb:
-        yield lb
+from infra.local.backfill_stack import LocalBackfill
+from infra.local.moto_stack import REGION
+from tests.infra.local.conftest import N
+from tests.infra.local.functions import Function
 
 
 def sfn_client(local: LocalBackfill) -> Any:
@@ -229,33 +175,6 @@ def test_where_the_account_settings_cannot_be_read_the_cli_wants_a_concurrency(
     assert started.returncode == 0 and "warning: --concurrency 3 not checked (GetAccountSettings:" in started.stderr
     assert local.sfn is not None
     assert json.loads(local.sfn.wait(local.sfn.execution_arn("cli5")).input)["concurrency"] == 3
-
-
-def test_the_stack_description_carries_the_templates_outputs_and_parameters(moto: MotoStack) -> None:
-    cfn = moto.client("cloudformation")
-    keys, defaults = template_outputs_and_parameters()
-    described = publish_stack(cfn, "described", {"BucketName": "b", "BackfillReportsBucketName": "r"},
-                              {"S3MaxConcurrency": "42"})  # fmt: skip
-    assert {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]} == {
-        "BucketName": "b", "BackfillReportsBucketName": "r"
-    }  # fmt: skip
-    params = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
-    assert params == {**defaults, "S3MaxConcurrency": "42"} and params["S3ReservedConcurrency"] == "-1"
-    assert {"BucketName", "BackfillStateMachineArn", "BackfillReportsBucketName"} <= set(keys)
-    with pytest.raises(ValueError, match=r"not outputs of template\.yaml"):
-        publish_stack(cfn, "invented", {"MadeUp": "x"})
-
-
-def test_the_account_front_answers_get_account_settings_and_forwards_the_rest(local: LocalBackfill) -> None:
-    assert local.account is not None
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    lam = session.client("lambda", endpoint_url=local.account.endpoint)
-    limits = lam.get_account_settings()["AccountLimit"]
-    assert (limits["ConcurrentExecutions"], limits["UnreservedConcurrentExecutions"]) == (100, 100)
-    assert lam.list_functions()["Functions"] == []  # moto's answer, through the front
-    env = local.cli_env({"PATH": "/usr/bin", "AWS_PROFILE": "someone", "AWS_ENDPOINT_URL_S3": "http://elsewhere"})
-    assert "AWS_PROFILE" not in env and "AWS_ENDPOINT_URL_S3" not in env and env["PATH"] == "/usr/bin"
-    assert env["AWS_ACCESS_KEY_ID"] == CREDENTIALS["AWS_ACCESS_KEY_ID"]
 
 
 def test_every_server_binds_loopback(local: LocalBackfill) -> None:

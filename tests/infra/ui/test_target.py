@@ -62,7 +62,9 @@ def test_a_missing_stack_or_one_without_an_api_is_one_clear_error() -> None:
         stack_target("clip-lambda", StubbedSession({}, region=None))
 
 
-def test_an_api_url_names_its_region() -> None:
+def test_an_api_url_names_its_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):  # other tests' processes may have set one
+        monkeypatch.delenv(name, raising=False)
     target = api_target("https://abc123.execute-api.ap-southeast-2.amazonaws.com", session("us-east-1"), bucket="b")
     assert (target.region, target.bucket, target.table) == ("ap-southeast-2", "b", None)
     assert api_target("https://api.example.com/prod", session("eu-central-1")).region == "eu-central-1"

@@ -211,29 +211,6 @@ def test_runtime_reports_its_path_and_the_gate_coverage(model_dir: Path, manifes
     json.dumps(report)  # served by GET /model
 
 
-def test_arm64_root_is_used_by_one_build_at_a_time(tmp_path: Path) -> None:
-    """Two builds (or a build and the tests) on one machine share the root, its fake /proc/cpuinfo and its
-    staged model: the second waits for the first (CI once failed copying QEMU over a running one)."""
-    import threading
-    import time
-
-    from layer.convert.emulation import Arm64Root
-
-    order: list[str] = []
-
-    def second() -> None:
-        with Arm64Root.locked(tmp_path / "root"):
-            order.append("2")
-
-    with Arm64Root.locked(tmp_path / "root"):
-        waiter = threading.Thread(target=second)
-        waiter.start()
-        time.sleep(0.3)
-        order.append("1")
-    waiter.join(timeout=5)
-    assert order == ["1", "2"]
-
-
 # --- run_cpu_paths' bookkeeping, with the emulator stood in for ------------------------------------------------
 VNNI = CpuInfo(
     arch="x86_64", model="Intel Xeon (test)", flags=frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni"})

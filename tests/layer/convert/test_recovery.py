@@ -1,5 +1,6 @@
-"""Accuracy-aware int8: the simulation, SmoothQuant's migration, the search, and whole builds that must recover
-(checkpoints with trained CLIP's outliers, and a stricter gate on the random-init model)."""
+"""Accuracy-aware int8 (layer/convert/recovery.py): the search, and whole builds that must recover (checkpoints
+with trained CLIP's outliers, and a stricter gate on the random-init model). The simulation it searches with:
+test_sensitivity.py; SmoothQuant's migration: test_smoothing.py."""
 
 from __future__ import annotations
 
@@ -12,151 +13,16 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 
-from layer.convert.quantize import QuantSettings, prepare, quantize_prepared, rowwise_int8_gather
 from layer.convert.recovery import greedy_order, node_costs
 from layer.convert.sensitivity import (
     QNode,
-    Simulator,
-    activation_stats,
-    cosines,
-    fake_quant_activation,
-    fake_quant_weight,
-    quantizable_nodes,
-    quantize_one_losses,
 )
-from layer.convert.smoothing import smooth, smoothable_groups
 from layer.manifest import Manifest
 from tests.conftest import CACHE, ROOT, STRICT_MIN_COSINE, _locked, build_key, cached_build, cross_cpu_mode
 
 CLI = [sys.executable, "-m", "layer.convert"]
-WIDTH, HIDDEN, TOKENS = 64, 128, 20
-
-
-# --- a tiny pre-LN block: LayerNorm → q, k (MatMul) and LayerNorm → fc1 → GELU → fc2 -------------------------
-def _block(hot: float = 1.0, seed: int = 0) -> onnx.ModelProto:
-    """x [1, TOKENS, WIDTH] → LN → two MatMuls (summed) → LN → fc1 → Gelu → fc2 → y. ``hot``: the gain of
-    three LayerNorm channels (an outlier channel at every MatMul input after it)."""
-    rng = np.random.default_rng(seed)
-    gain = np.ones(WIDTH, np.float32)
-    gain[[3, 17, 40]] = hot
-    inits = [
-        numpy_helper.from_array(gain, "ln1_g"),
-        numpy_helper.from_array(np.zeros(WIDTH, np.float32), "ln1_b"),
-        numpy_helper.from_array(gain.copy(), "ln2_g"),
-        numpy_helper.from_array(np.zeros(WIDTH, np.float32), "ln2_b"),
-        numpy_helper.from_array((rng.standard_normal((WIDTH, WIDTH)) * 0.1).astype(np.float32), "wq"),
-        numpy_helper.from_array((rng.standard_normal((WIDTH, WIDTH)) * 0.1).astype(np.float32), "wk"),
-        numpy_helper.from_array((rng.standard_normal((WIDTH, HIDDEN)) * 0.1).astype(np.float32), "w1"),
-        numpy_helper.from_array((rng.standard_normal((HIDDEN, WIDTH)) * 0.1).astype(np.float32), "w2"),
-    ]
-    nodes = [
-        helper.make_node("LayerNormalization", ["x", "ln1_g", "ln1_b"], ["n1"], name="ln1", axis=-1),
-        helper.make_node("MatMul", ["n1", "wq"], ["q"], name="q"),
-        helper.make_node("MatMul", ["n1", "wk"], ["k"], name="k"),
-        helper.make_node("Add", ["q", "k"], ["h"], name="add"),
-        helper.make_node("LayerNormalization", ["h", "ln2_g", "ln2_b"], ["n2"], name="ln2", axis=-1),
-        helper.make_node("MatMul", ["n2", "w1"], ["f1"], name="fc1"),
-        helper.make_node("Gelu", ["f1"], ["g"], name="gelu", domain="com.microsoft"),
-        helper.make_node("MatMul", ["g", "w2"], ["y"], name="fc2"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "block",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, TOKENS, WIDTH])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, TOKENS, WIDTH])],
-        inits,
-    )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 8
-    return model
-
-
-def _inputs(n: int = 6, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, TOKENS, WIDTH)).astype(np.float32)
-
-
-def _run(model: onnx.ModelProto, x: np.ndarray, int8: bool = False) -> np.ndarray:
-    """``int8``: with the session options the runtime gives an int8 model on this CPU (exact u8×s8)."""
-    import onnxruntime as ort
-
-    from layer.cpu import CpuInfo, int8_tuning, probe_u8s8
-    from layer.session import SessionSettings, session_options
-
-    cpu = CpuInfo.detect()
-    tuning = int8_tuning(cpu, None, probe_u8s8(cpu.arch)) if int8 else None
-    settings = SessionSettings(1, False, tuning.optimization if tuning else "basic", tuning.config if tuning else ())
-    session = ort.InferenceSession(
-        model.SerializeToString(), session_options(settings), providers=["CPUExecutionProvider"]
-    )
-    return np.stack([session.run(["y"], {"x": xi[None]})[0][0].reshape(-1) for xi in x])
-
-
-def test_the_quantizable_nodes_are_the_constant_weight_matmuls() -> None:
-    nodes = quantizable_nodes(_block())
-    assert [(n.name, n.activation, n.weight, n.k, n.n) for n in nodes] == [
-        ("q", "n1", "wq", WIDTH, WIDTH),
-        ("k", "n1", "wk", WIDTH, WIDTH),
-        ("fc1", "n2", "w1", WIDTH, HIDDEN),
-        ("fc2", "g", "w2", HIDDEN, WIDTH),
-    ]
-
-
-def test_fake_quantization_is_onnxruntimes_int8_arithmetic() -> None:
-    w = np.random.default_rng(0).standard_normal((WIDTH, HIDDEN)).astype(np.float32)
-    fq = fake_quant_weight(w)
-    scale = np.abs(w).max(axis=0) / 127
-    steps = fq / scale
-    assert np.allclose(steps, np.round(steps), atol=1e-4) and np.abs(steps).max() <= 127 + 1e-4
-    x = np.random.default_rng(1).standard_normal((TOKENS, WIDTH)).astype(np.float32) + 0.5
-    fx = fake_quant_activation(x)
-    assert len(np.unique(fx)) <= 256 and np.abs(fx - x).max() <= (x.max() - min(0, x.min())) / 255
-
-
-def test_the_simulation_switches_each_node_between_fp32_and_int8() -> None:
-    model, x = _block(hot=50.0), _inputs()
-    sim = Simulator(model, quantizable_nodes(model))
-    fp32 = _run(model, x)
-    assert np.allclose(sim.vectors(x, sim.mask([])), fp32 / np.linalg.norm(fp32, axis=1, keepdims=True), atol=1e-6)
-    all_int8 = cosines(sim.vectors(x, sim.mask()), fp32)
-    only_fc2 = cosines(sim.vectors(x, sim.mask(["fc2"])), fp32)
-    assert all_int8.min() < only_fc2.min() < 1.0  # the outliers enter q, k and fc1, not fc2
-
-
-def test_the_simulation_predicts_the_quantized_model(tmp_path: Path) -> None:
-    """Every node int8 in the simulation vs onnxruntime's quantizer on the same graph: the same error (the two
-    round differently only where a value sits on a quantization step's edge)."""
-    model, x = _block(hot=30.0), _inputs()
-    onnx.save(model, tmp_path / "fp32.onnx")
-    settings = QuantSettings(portable_softmax=False)
-    prepare(tmp_path / "fp32.onnx", tmp_path / "prepared.onnx", settings)
-    quantize_prepared(tmp_path / "prepared.onnx", tmp_path / "int8.onnx", settings, input_name="x")
-    real = _run(onnx.load(tmp_path / "int8.onnx"), x, int8=True)
-    fp32 = _run(model, x)
-    sim = Simulator(model, quantizable_nodes(model)).vectors(x, np.ones(4, dtype=bool))
-    loss_real, loss_sim = 1 - cosines(real, fp32), 1 - cosines(sim, fp32)
-    assert np.allclose(loss_sim, loss_real, rtol=0.25, atol=1e-6), (loss_sim, loss_real)
-
-
-def test_smoothquant_keeps_the_fp32_function_and_moves_the_outliers_into_the_weights() -> None:
-    model, x = _block(hot=80.0), _inputs()
-    nodes = quantizable_nodes(model)
-    groups = smoothable_groups(model, nodes)
-    assert [(g.norm, g.consumers) for g in groups] == [("ln1", ("q", "k")), ("ln2", ("fc1",))]
-    stats, rows = activation_stats(model, [n.activation for n in nodes], x)
-    assert rows == {"n1": TOKENS, "n2": TOKENS, "g": TOKENS}
-    migrated = smooth(model, nodes, groups, stats, alpha=0.5)
-    fp32, after = _run(model, x), _run(migrated, x)
-    assert np.allclose(after, fp32, rtol=1e-4, atol=1e-4)  # the same function
-    before_sim = Simulator(model, nodes)
-    after_sim = Simulator(migrated, quantizable_nodes(migrated))
-    loss_before = 1 - cosines(before_sim.vectors(x, before_sim.mask()), fp32)
-    loss_after = 1 - cosines(after_sim.vectors(x, after_sim.mask()), fp32)
-    assert loss_after.max() < loss_before.max() / 5
-    shared = {i.name for i in model.graph.initializer}
-    assert {n.input[1] for n in migrated.graph.node if n.name in {"q", "k", "fc1"}}.isdisjoint(shared)
 
 
 def test_the_search_keeps_the_node_that_removes_the_most_loss_per_cost() -> None:
@@ -167,39 +33,6 @@ def test_the_search_keeps_the_node_that_removes_the_most_loss_per_cost() -> None
     assert order[0] == 3 and sorted(order) == [0, 1, 2, 3]
     nodes = [QNode("a", "x", "w", 4, 8), QNode("t", "ids", "table", 1000, 8, kind="Gather")]
     assert list(node_costs(nodes, {"x": 10})) == [320.0, 320.0]  # the embedding: priced as the cheapest MatMul
-
-
-def test_quantize_one_losses_add_up_to_the_whole() -> None:
-    model, x = _block(hot=20.0), _inputs()
-    sim = Simulator(model, quantizable_nodes(model))
-    fp32 = sim.vectors(x, sim.mask([]))
-    losses = quantize_one_losses(sim, x, fp32)
-    whole = 1 - cosines(sim.vectors(x, sim.mask()), fp32)
-    assert np.allclose(losses.sum(axis=0), whole, rtol=0.5)
-
-
-def test_the_token_embedding_as_int8_rows() -> None:
-    rng = np.random.default_rng(0)
-    table = (rng.standard_normal((2000, 16)) * rng.uniform(0.01, 1, (2000, 1))).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Gather", ["table", "ids"], ["rows"], name="embed", axis=0)],
-        "g",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 5])],
-        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [1, 5, 16])],
-        [numpy_helper.from_array(table, "table")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    rows = rowwise_int8_gather(onnx.ModelProto.FromString(model.SerializeToString()))
-    assert {i.data_type for i in rows.graph.initializer} == {TensorProto.INT8, TensorProto.FLOAT}
-    import onnxruntime as ort
-
-    ids = np.array([[0, 5, 1999, 42, 5]], dtype=np.int64)
-    got = ort.InferenceSession(rows.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
-    want = table[ids[0]]
-    # each row within half a step of its own scale: small rows keep their precision
-    assert np.all(np.abs(got[0] - want) <= np.abs(want).max(axis=1, keepdims=True) / 127 / 2 + 1e-7)
-    assert rowwise_int8_gather(model, exclude=("embed",)).graph.node[0].op_type == "Gather"  # kept fp32
 
 
 # --- whole builds -----------------------------------------------------------------------------------------------

@@ -328,36 +328,6 @@ def test_texts_and_images_embed_into_the_same_space(
     assert np.allclose(image_vectors @ text_vectors.T, expected, atol=1e-3)
 
 
-def test_export_pools_at_the_first_eos_under_both_config_styles(tmp_path: Path) -> None:
-    """openai/clip-vit-base-patch32's config still says eos_token_id=2 (HF then pools at the largest id, which
-    is <|endoftext|>'s); newer configs say 49407 (HF pools at its first occurrence). Both exports, fed padded
-    ids, equal HF with the attention mask. A 2-layer tower keeps this fast."""
-    torch = require("torch")
-    transformers = require("transformers")
-    import onnxruntime as ort
-
-    from layer.convert.export import export_text_onnx
-
-    ids = np.full((3, 77), 49407, dtype=np.int64)
-    ids[:, 0] = 49406
-    ids[0, 1:4] = [320, 1125, 539]
-    ids[1, 1:70] = np.arange(1000, 1069)
-    ids[2, 1:2] = 2368
-    mask = (np.cumsum(ids == 49407, axis=1) <= 1).astype(np.int64)  # up to and including the first EOS
-    for eos in (2, 49407):
-        torch.manual_seed(0)
-        config = transformers.CLIPTextConfig(
-            num_hidden_layers=2, hidden_size=64, intermediate_size=128, eos_token_id=eos
-        )
-        model = transformers.CLIPTextModelWithProjection(config).eval()
-        model.set_attn_implementation("eager")
-        path = export_text_onnx(model, tmp_path / f"text-{eos}.onnx")
-        ours = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input_ids": ids})[0]
-        with torch.no_grad():
-            ref = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).text_embeds.numpy()
-        assert np.max(np.abs(ours - ref)) <= 1e-5, eos
-
-
 # --- the gate per CPU path ----------------------------------------------------------------------------------
 def test_the_text_gate_lists_every_cpu_path(model_dir: Path) -> None:
     manifest = Manifest.read(model_dir)
@@ -475,28 +445,3 @@ def test_text_quantization_follows_the_vision_format() -> None:
     )
     static = text_quant(QuantSettings(nodes_to_exclude=("image-node",)), method="static", op_types=("MatMul",))
     assert static == QuantSettings(method="static")  # the image tower's exclusions are not the text tower's
-
-
-def test_the_cli_gives_the_text_tower_the_vision_format(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """``--weight-bits`` and ``--per-tensor`` reach both towers; the ``--text-quant-*`` options the text one."""
-    from layer.convert import cli, pipeline
-
-    seen: list[Any] = []
-    monkeypatch.setattr(pipeline, "build_model", lambda opts, log=None: seen.append(opts))
-    argv = ["build-model", "--source", "random-init", "--out", str(tmp_path / "m"), "--weight-bits", "7"]
-    assert cli.main([*argv, "--per-tensor", "--text-quant-exclude-nodes", "a,b"]) == 0
-    [opts] = seen
-    assert opts.quant == QuantSettings(per_channel=False, reduce_range=True)
-    assert opts.text_quant == text_quant(opts.quant, nodes_to_exclude=("a", "b"))
-    assert opts.text is True and opts.text_quant.op_types == ("MatMul", GATHER)
-
-
-def test_the_gate_result_says_what_its_inputs_were() -> None:
-    from layer.convert.gate import judge
-
-    int8 = np.eye(2, dtype=np.float32)
-    fp32 = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
-    result = judge(["a", "b"], int8, fp32, 0.999, "texts")
-    d = result.to_dict()
-    assert (d["unit"], d["n_inputs"], d["worst"], d["passed"]) == ("texts", 2, "b", False)
-    assert d["per_input"] == {"a": 1.0, "b": 0.8} and d["cosine_min"] == 0.8

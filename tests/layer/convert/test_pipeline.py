@@ -1,9 +1,9 @@
-"""The build pipeline: model-directory contract, manifest, accuracy gate, sources and their errors."""
+"""The build pipeline (layer/convert/pipeline.py): model-directory contract, manifest, the accuracy gate of a
+whole build (the sources themselves: test_source.py; the command's errors: test_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,30 +78,6 @@ def test_local_checkpoint_source_keeps_the_vision_tower(checkpoint_model_dir: Pa
     assert Embedder.from_dir(checkpoint_model_dir).dim == 512
 
 
-def test_vision_with_projection_checkpoint_loads(tmp_path: Path) -> None:
-    """A ``CLIPVisionModelWithProjection`` save_pretrained dir goes through the same from_pretrained path."""
-    from layer.convert.source import load_source, random_init
-
-    random_init(seed=3).save_pretrained(tmp_path)
-    loaded = load_source(str(tmp_path))
-    assert loaded.source == "local"
-    assert loaded.model.config.projection_dim == 512 and loaded.model.config.patch_size == 32
-
-
-def test_random_init_is_architecture_exact_and_seeded() -> None:
-    from layer.convert.source import load_source
-
-    a, b = load_source("random-init", seed=7), load_source("random-init", seed=7)
-    cfg = a.model.config
-    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.patch_size) == (768, 12, 12, 32)
-    assert (cfg.image_size, cfg.projection_dim, cfg.hidden_act) == (224, 512, "quick_gelu")
-    n_params = sum(p.numel() for p in a.model.parameters())
-    assert 87_000_000 < n_params < 89_000_000  # ViT-B/32 vision tower + projection
-    wa = a.model.visual_projection.weight
-    assert bool((wa == b.model.visual_projection.weight).all())
-    assert "untrained" in a.model_id
-
-
 def test_gate_fails_a_deliberately_bad_quantization(tmp_path: Path) -> None:
     """Static QDQ on every op type (activation scales from a calibration run) loses accuracy: cosine ~0.91."""
     out = tmp_path / "bad-model"
@@ -132,51 +108,7 @@ def test_gate_fails_a_deliberately_bad_quantization(tmp_path: Path) -> None:
     assert not out.exists() and not (tmp_path / "bad-model.partial").exists()
 
 
-def test_unreachable_hub_is_one_clear_error_line(tmp_path: Path) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    proc = subprocess.run(
-        [*CLI, "build-model", "--source", "openai/clip-vit-base-patch32", "--out", str(tmp_path / "m")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 3
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "cannot be reached" in errors[0]
-    assert "Traceback" not in proc.stderr
-
-
-def test_missing_local_dir_is_a_clear_error(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [*CLI, "build-model", "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "m")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 3 and "no such directory" in proc.stderr and "Traceback" not in proc.stderr
-
-
 def test_fp32_engine_reports_its_precision_in_the_model_id(model_dir: Path) -> None:
     """Vectors from model.fp32.onnx are labelled as such, so they are never mixed with int8 ones."""
     m = json.loads((model_dir / "manifest.json").read_text())
     assert Embedder.from_dir(model_dir, precision="fp32").model_id == m["model_id"] + "@fp32"
-
-
-def test_excluded_nodes_stay_fp32(model_dir: Path, tmp_path: Path) -> None:
-    """``--quant-exclude-nodes`` (what the recovery sets): the named MatMuls stay fp32, the others int8."""
-    from layer.convert.quantize import QuantSettings, prepare, quantize
-    from layer.convert.sensitivity import quantizable_nodes
-
-    prepared = prepare(model_dir / "model.fp32.onnx", tmp_path / "prepared.onnx", QuantSettings())
-    matmuls = [n.name for n in quantizable_nodes(prepared)]
-    assert len(matmuls) == 73  # 12 layers × (q, k, v, out, fc1, fc2), + the projection (a Gemm, as MatMul)
-
-    def float_matmuls(settings: QuantSettings) -> set[str]:
-        out = tmp_path / "q.onnx"
-        quantize(model_dir / "model.fp32.onnx", out, settings)
-        return {n.name for n in onnx.load(out).graph.node if n.op_type == "MatMul"}
-
-    excluded = tuple(matmuls[:2])
-    assert not set(excluded) & float_matmuls(QuantSettings())
-    assert set(excluded) <= float_matmuls(QuantSettings(nodes_to_exclude=excluded))

@@ -1,4 +1,5 @@
-"""The benchmark runs end to end and writes its three artefacts (timings are reported, never asserted)."""
+"""``clip-lambda bench`` (bench/run.py) runs end to end and writes its three artefacts (timings are reported,
+never asserted)."""
 
 from __future__ import annotations
 
@@ -49,20 +50,3 @@ def test_results_name_the_machine(model_dir: Path, tmp_path: Path) -> None:
     assert (machine["kernel_path"], machine["cpu"]) == (cpu.kernel_path, cpu.model)
     assert machine["int8_flags"] == sorted(cpu.flags)
     assert cpu.kernel_path in (tmp_path / "latest.md").read_text()
-
-
-def test_int8_formats_compares_variants(model_dir: Path, tmp_path: Path) -> None:
-    from bench import int8_formats
-
-    out = tmp_path / "formats.json"
-    rc = int8_formats.main(
-        ["--model", str(model_dir), "--variants", "s8-portable,s7-portable", "--repeats", "3", "--no-emulation",
-         "--out", str(out)]
-    )  # fmt: skip
-    assert rc == 0
-    result = json.loads(out.read_text())
-    full, seven = result["variants"]["s8-portable"], result["variants"]["s7-portable"]
-    # 7-bit weights are the less accurate format: what the shipped default trades against.
-    assert 0.999 <= seven["cosine_to_fp32_min"] < full["cosine_to_fp32_min"]
-    assert full["model_only_ms_p50"] > 0 and result["machine"]["kernel_path"]
-    assert "| s8-portable" in out.with_suffix(".md").read_text()

@@ -30,14 +30,17 @@ OUTPUTS = [
 INVENTORY = f"inventory/{BUCKET}/images/2026-11-28T00-00Z/manifest.json"
 
 
+INDEX_ARN = "arn:aws:s3vectors:us-east-1:123456789012:bucket/clip-vectors-abc/index/images"
+
+
 class Session:
-    def __init__(self, parameters: dict[str, str] | None = None) -> None:
+    def __init__(self, parameters: dict[str, str] | None = None, outputs: list[dict[str, str]] = OUTPUTS) -> None:
         session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
         names = ("cloudformation", "stepfunctions", "lambda", "s3")
         self.clients = {name: session.client(name) for name in names}
         self.stubs = {name: Stubber(client) for name, client in self.clients.items()}
         stack: dict[str, Any] = {"StackName": "clip-lambda", "CreationTime": "2026-01-01T00:00:00Z",
-                                 "StackStatus": "CREATE_COMPLETE", "Outputs": OUTPUTS}  # fmt: skip
+                                 "StackStatus": "CREATE_COMPLETE", "Outputs": outputs}  # fmt: skip
         if parameters is not None:
             stack["Parameters"] = [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
         self.stubs["cloudformation"].add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "clip-lambda"})
@@ -132,6 +135,7 @@ def expect_poll(session: Session, status: str, run: dict[str, Any]) -> None:
 
 def default_input(**changes: Any) -> dict[str, Any]:
     args = backfill.parser().parse_args([])
+    args.batch_size = backfill.DEFAULT_BATCH  # the test stack has no vector index
     for k, v in changes.items():
         setattr(args, k, v)
     return backfill.execution_input(args)
@@ -150,6 +154,27 @@ def test_starts_a_listing_run_with_every_field_the_state_machine_reads(capsys) -
     assert capsys.readouterr().out.strip() == EXEC
     assert "s3://clip-reports/runs/run1/" in err.getvalue()
     assert "concurrency 925: account limit 1,000, unreserved 1,000" in err.getvalue()
+
+
+def test_with_a_vector_index_the_batch_and_concurrency_come_from_its_write_limits(capsys) -> None:
+    """2,500 vectors/s x 0.2 s per object = 500 at once (below the account's 925); batches of 150 (60 s
+    timeout x 0.5 / 0.2 s), one PutVectors each: 6.7 requests per 1,000 objects."""
+    indexed = [*OUTPUTS, {"OutputKey": "VectorIndexArn", "OutputValue": INDEX_ARN}]
+    with Session(outputs=indexed) as session:
+        expect_account(session)
+        expect_start(session, {
+            "prefix": "", "batch_size": 150, "concurrency": 500, "model_id": None,
+            "keys_url_encoded": False, "manifest": {"input_type": "LISTING", "key": ""},
+        })  # fmt: skip
+        err = io.StringIO()
+        assert backfill.main(["--name", "run1"], session=session, out=err) == 0
+    assert "batch size 150: one PutVectors per batch, within half the 60 s timeout" in err.getvalue()
+    assert "concurrency 500: the vector index's 2,500 vectors/s at ~0.20 s per object (of 925" in err.getvalue()
+    assert backfill.index_batch_size(900, 0.2) == 500 and backfill.index_batch_size(30, 0.5) == 100
+    line = backfill.Progress(total=10_000_000, succeeded=1_200_000, failed=0, running=500, pending=0).line(
+        600.0, indexed=True
+    )
+    assert "2,000.0 objects/s (≤ 2,000 vectors/s of the index's 2,500), ETA 73 min" in line
 
 
 def test_an_inventory_manifest_under_inventory_has_url_encoded_keys_and_a_model_check() -> None:
