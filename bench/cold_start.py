@@ -32,8 +32,8 @@ from typing import Any
 from PIL import Image
 
 from bench.machine import results_dir, write_report
-from infra.local.container_rie import ContainerFunction
-from infra.local.moto_stack import MotoStack
+from infra.local.container_rie import ContainerFunction, image_model_dim
+from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
 from layer.settings import LAMBDA_MB_PER_VCPU
 
@@ -98,6 +98,7 @@ def cold_api(image: str, memory: int) -> dict[str, float]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "TABLE_NAME": "unused",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        "ALLOW_UNTRAINED_MODEL": "true",  # a random-init image is refused at INIT otherwise (a trained one: no-op)
     }
     with ContainerFunction(image, "handler.api.lambda_handler", env=env, memory_mb=memory) as fn:
         walls = [fn.invoke(event).wall_ms, fn.invoke(event).wall_ms]
@@ -128,6 +129,7 @@ def breakdown(image: str, memory: int) -> dict[str, float]:
     ]
     cmd += ["--env", "AWS_DEFAULT_REGION=us-east-1", "--env", "POWERTOOLS_TRACE_DISABLED=true"]
     cmd += ["--env", f"AWS_LAMBDA_FUNCTION_MEMORY_SIZE={memory}", "--env", "TABLE_NAME=unused"]
+    cmd += ["--env", "ALLOW_UNTRAINED_MODEL=true"]  # as cold_api: a random-init image is refused at INIT otherwise
     cmd += ["--entrypoint", "/opt/venv/bin/python", image, "-c", BREAKDOWN]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     rows: dict[str, list[dict[str, float]]] = {"S3 function": [], "API function": []}
-    with MotoStack() as stack:
+    with MotoStack(names=StackNames(dimension=image_model_dim(args.image))) as stack:
         sqs = stack.client("sqs")
         while msgs := sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=1).get("Messages"):
             for m in msgs:  # the s3:TestEvent queued when the notification was configured

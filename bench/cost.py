@@ -45,12 +45,11 @@ from bench import cost_summary
 from bench.machine import results_dir, write_report
 from handler import item
 from handler.sinks.dynamodb import from_dynamodb
-from infra.local.container_rie import ContainerFunction
+from infra.local.container_rie import ContainerFunction, image_model_dim
 from infra.local.faults import FaultProxy
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
-from layer.manifest import Manifest
-from layer.settings import BUILD_DIR, LAMBDA_MB_PER_VCPU
+from layer.settings import LAMBDA_MB_PER_VCPU
 
 RESULTS = results_dir()  # bench/results/<this CPU kind>/
 GB_SECOND_USD = 0.0000166667  # x86_64
@@ -292,7 +291,6 @@ def markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default="clip-lambda:test")
-    ap.add_argument("--model", type=Path, default=BUILD_DIR, help="the model directory the image holds (its dim)")
     ap.add_argument("--memory", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--batches", type=int, default=3)
@@ -305,12 +303,11 @@ def main(argv: list[str] | None = None) -> int:
 
     photos = twelve_mp_jpegs()
     latency = S3Latency(args.s3_first_byte_ms, args.s3_mbps)
+    dim = image_model_dim(args.image)  # the vector index is sized by the model the image holds
     sizes = []
     for memory in args.memory:
         for depth in args.prefetch:
-            row = measure_size(
-                args.image, memory, photos, args.batch_size, args.batches, depth, latency, Manifest.read(args.model).dim
-            )
+            row = measure_size(args.image, memory, photos, args.batch_size, args.batches, depth, latency, dim)
             print(json.dumps({k: v for k, v in row.items() if k not in ("invoke_ms", "batch_sizes")}), flush=True)
             sizes.append(row)
     result = {

@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             write_checkpoint(ckpt, "ViT-B-32", seed=seed, outliers=Outliers(seed=seed))
         model = build(str(ckpt), work / f"outliers-{seed}", "--no-text", "--cross-cpu", args.cross_cpu)
         models[f"ViT-B/32 + outliers, seed {seed}"] = summarize(model)
-    strict = build("random-init", work / "strict", "--min-cosine", "0.9999", "--cross-cpu", args.cross_cpu)
+    strict = build(
+        "random-init", work / "strict", "--min-cosine", "0.9999", "--cross-cpu", args.cross_cpu, "--labels", "none"
+    )  # the towers are the subject here, not the tags
     models["random-init, --min-cosine 0.9999"] = summarize(strict)
     print(write_report({"models": models}, args.out, markdown))
     return 0

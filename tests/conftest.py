@@ -76,10 +76,6 @@ def cross_cpu_mode() -> Literal["required", "auto"]:
     return "required" if cross_cpu_required() else "auto"
 
 
-# The suite's model is gated at this stricter threshold: both towers of random-init miss it as plain int8 and
-# are recovered (SmoothQuant migration, nodes kept fp32), so every test that runs the model (the functions,
-# the image, the local stack) runs a recovered one, and no second full build is needed to prove recovery.
-STRICT_MIN_COSINE = 0.9999
 # The suite's model's tags vocabulary: a few dozen labels (the default list of a few hundred is the same code
 # path, at ten times the build time).
 TEST_LABELS = Path(__file__).with_name("labels.txt")
@@ -87,15 +83,16 @@ TEST_LABELS = Path(__file__).with_name("labels.txt")
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    """A built int8 model directory from the ``random-init`` source (also holds model.fp32.onnx), gated at
-    ``STRICT_MIN_COSINE`` on every CPU path this machine can emulate (all emulatable ones under CI).
+    """A built int8 model directory from the ``random-init`` source (also holds model.fp32.onnx), gated at the
+    default threshold on every CPU path this machine can emulate (all emulatable ones under CI). Recovered
+    builds have their own tests (tests/layer/convert/test_recovery.py); the stricter gate on this model,
+    which recovers both towers, is a full build of its own: bench/recovery.py.
     ``CLIP_LAMBDA_TEST_MODEL_DIR`` names an existing one instead (mutation testing: the mutated code must not
     change the cache key)."""
     given = os.environ.get("CLIP_LAMBDA_TEST_MODEL_DIR")
     if given:
         return Path(given)
-    return cached_build("random-init", "random-init", cross_cpu_mode(), min_cosine=STRICT_MIN_COSINE,
-                        labels=TEST_LABELS)  # fmt: skip
+    return cached_build("random-init", "random-init", cross_cpu_mode(), labels=TEST_LABELS)
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from infra.local.net import free_port, wait_listening
 from infra.local.rie import INVOKE_PATH, InvokeResult, post_invoke, rie_binary
 from layer.settings import LAMBDA_MB_PER_VCPU
 
-__all__ = ["ContainerFunction", "InvokeResult", "Report", "engine_env", "free_port", "rie_binary"]
+__all__ = ["ContainerFunction", "InvokeResult", "Report", "engine_env", "free_port", "image_model_dim", "rie_binary"]
 
 _REPORT = re.compile(r"^REPORT RequestId: (?P<id>\S+)(?P<rest>.*)$", re.MULTILINE)
 _FIELD = re.compile(r"(Init Duration|Duration|Billed Duration|Memory Size|Max Memory Used): ([\d.]+)")
@@ -40,6 +40,15 @@ _RTDONE = re.compile(r"INVOKE RTDONE\(status: (\w+), produced bytes: \d+, durati
 
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def image_model_dim(image: str, model_dir: str = "/opt/model") -> int:
+    """The vector dimension of the model an image holds (its manifest): what a stack around the image sizes
+    its vector index by, without a copy of the model directory on the host."""
+    import json
+
+    out = docker("run", "--rm", "--network", "none", "--entrypoint", "cat", image, f"{model_dir}/manifest.json")
+    return int(json.loads(out.stdout)["dim"])
 
 
 @dataclass

@@ -179,7 +179,8 @@ def embed_labels(folder: Path, spec: TowerSpec, labels: list[str], opts: BuildOp
     from layer.convert.tokenizer import encode
     from layer.tower import TowerSession
 
-    assert spec.tokens is not None
+    if spec.tokens is None:  # the text tower always has its token layout; the type says it may not
+        raise ValueError(f"the {spec.name} tower has no token layout to embed the labels with")
     ids = encode(folder / TOKENIZER_FILE, prompts(labels), spec.tokens)
     session = TowerSession.load(folder, spec, precision="fp32", cpu=CpuInfo.detect(), engine=EngineSettings())
     vectors = session.embed(ids)[0]

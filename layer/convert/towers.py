@@ -294,7 +294,7 @@ class TowerBuild:
                       "worst": best.gate.worst},
             "candidates": [
                 {"method": self._method(v), "kept": len(v.quant.nodes_to_exclude), "cosine_min": v.gate.cosine_min,
-                 "macs_fraction_fp32": v.fraction, "ms": v.ms, "shipped": v is best or v.quant == best.quant}
+                 "macs_fraction_fp32": v.fraction, "ms": v.ms, "shipped": v.plan is best.plan and v.quant == best.quant}
                 for v in verified
             ],
             "plans": [p.to_dict() for p in plans],

@@ -100,7 +100,7 @@ def test_arm64_image_embeds_photos_like_x86(
         "docker", "run", "--rm", "--platform", "linux/arm64", "--network", "none",
         "--env", f"QEMU_CPU={GRAVITON2.qemu_cpu}",
         "--env", "AWS_DEFAULT_REGION=us-east-1", "--env", "POWERTOOLS_TRACE_DISABLED=1",
-        "--env", "POWERTOOLS_METRICS_DISABLED=1", "--env", "TABLE_NAME=unused",
+        "--env", "POWERTOOLS_METRICS_DISABLED=1", "--env", "TABLE_NAME=unused", "--env", "ALLOW_UNTRAINED_MODEL=true",
         "--volume", f"{cpuinfo}:/proc/cpuinfo:ro",
         "--volume", f"{photos_dir}:/photos:ro",
         "--entrypoint", "python", arm64_image, "-c", SCRIPT,

@@ -21,16 +21,20 @@ import pytest
 from PIL import Image
 
 from infra.local.container_rie import ContainerFunction
-from infra.local.moto_stack import MotoStack
+from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
 from layer import Embedder
+from layer.manifest import Manifest
 
 pytestmark = pytest.mark.container
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
-MAX_IMAGE_MB = 470  # 365 MB image-only; the text tower adds its model (64 MB), tokenizer.json and tokenizers
+# The runtime (OS, Python, onnxruntime, numpy, Pillow, Powertools, boto3, tokenizers, the code) without the model
+# files: those grow with the checkpoint and with the nodes a recovery keeps in fp32 (the text tower's token
+# embedding kept fp32 is 76 MB more than int8), so the budget is the rest of the image.
+MAX_RUNTIME_MB = 330
 
 
 def docker_out(*args: str) -> str:
@@ -56,13 +60,15 @@ OFFLINE_ENV = {
     "AWS_DEFAULT_REGION": REGION,
     "TABLE_NAME": "unused",
     "POWERTOOLS_TRACE_DISABLED": "true",
+    "ALLOW_UNTRAINED_MODEL": "true",  # the suite's random-init model: refused at INIT otherwise
 }
 
 
 def test_image_size_within_budget(lambda_image: str) -> None:
     size_mb = int(docker_out("image", "inspect", "--format", "{{.Size}}", lambda_image)) / 1e6
-    print(f"image {lambda_image}: {size_mb:.0f} MB")
-    assert size_mb <= MAX_IMAGE_MB
+    model_mb = int(in_image(lambda_image, "du -sb /opt/model").stdout.split()[0]) / 1e6
+    print(f"image {lambda_image}: {size_mb:.0f} MB, of which the model files {model_mb:.0f} MB")
+    assert 0 < model_mb < size_mb and size_mb - model_mb <= MAX_RUNTIME_MB
 
 
 def test_image_runs_as_non_root_with_awslambdaric_entrypoint(lambda_image: str) -> None:
@@ -86,12 +92,14 @@ def test_image_holds_only_runtime_pieces(lambda_image: str) -> None:
     )
     out = proc.stdout.split()
     assert sorted(o for o in out if not o.startswith(("HAS-", "RUNTIME"))) == [
+        "labels.json",
+        "labels.npy",
         "manifest.json",
         "model.onnx",
         "preprocessor_config.json",
         "text_model.onnx",
         "tokenizer.json",
-    ], "the run-time files of both towers, no fp32 export"
+    ], "the run-time files of both towers and the tags, no fp32 export"
     assert [o for o in out if o.startswith("HAS-")] == []
     assert "RUNTIME-OK" in out, proc.stderr
 
@@ -124,7 +132,7 @@ def photos() -> dict[str, bytes]:
 
 # ------------------------------------------------------------------------------------------- round trip
 def test_s3_sqs_function_dynamodb_round_trip(lambda_image: str, photos: dict[str, bytes], model_dir: Path) -> None:
-    with MotoStack() as stack:
+    with MotoStack(names=StackNames(dimension=Manifest.read(model_dir).dim)) as stack:
         s3, ddb = stack.client("s3"), stack.client("dynamodb")
         bucket, table = stack.names.bucket, stack.names.table
         for key, data in photos.items():
@@ -146,7 +154,8 @@ def test_s3_sqs_function_dynamodb_round_trip(lambda_image: str, photos: dict[str
                 if key.endswith(".txt"):
                     assert "embedding" not in item and "error_code" in item  # a failure record, not a retry
                     continue
-                vec = np.frombuffer(item["embedding"]["B"], "<f4")
+                # the lean item (ItemVector=auto with an index): the vector lives in the index, read back here
+                vec = np.asarray(stack.stored_vector(item), dtype=np.float32)
                 assert vec.shape == (512,) and int(item["dim"]["N"]) == 512
                 assert abs(float(np.linalg.norm(vec)) - 1.0) < 1e-4
                 ref = host.embed_one(data)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from handler import runtime
+from handler import observability, runtime
 from handler import s3 as s3_function
 from handler.errors import ModelMismatch, TransientError
 from handler.item import decode_vector
@@ -340,7 +340,8 @@ def test_metrics_and_logs(rt, context, photo, capsys, logs) -> None:
         "Milliseconds"
     }
     blob = next(x for x in emf if "ImagesEmbedded" in x)
-    assert blob["ImagesEmbedded"] == [1.0] and blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ClipLambdaTest"
+    assert blob["ImagesEmbedded"] == [1.0]
+    assert blob["_aws"]["CloudWatchMetrics"][0]["Namespace"] == observability.NAMESPACE
     assert (blob["DecodeTime"], blob["PreprocessTime"], blob["InferenceTime"]) == ([1.0], [2.0], [3.0])  # fake
     [log] = [x for x in logs() if x.get("message") == "object processed"]
     assert (log["s3_uri"], log["outcome"], log["function_request_id"]) == (
@@ -442,7 +443,7 @@ def test_a_failure_metric_counts_one_per_image_in_its_namespace(rt, context, cap
     [failure] = [x for x in emf if "EmbedFailures" in x]
     [metric] = failure["_aws"]["CloudWatchMetrics"][0]["Metrics"]
     assert (failure["EmbedFailures"], metric["Unit"], failure["code"]) == ([1.0], "Count", "not_an_image")
-    assert failure["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ClipLambdaTest"
+    assert failure["_aws"]["CloudWatchMetrics"][0]["Namespace"] == observability.NAMESPACE
 
 
 def test_a_direct_event_that_must_be_retried_raises_and_is_counted(rt, context, photo, monkeypatch, capsys) -> None:

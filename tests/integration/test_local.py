@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import boto3
 import numpy as np
 import pytest
 
+from infra.local.stack import signed_headers
 from layer.convert.calibration import sample_photo_paths
 
 pytestmark = pytest.mark.integration
@@ -122,10 +124,17 @@ def test_serves_uploads_and_the_api_until_sigint(model_dir: Path) -> None:
 
     try:
         wait_for("==> serving")
+        wait_for("==> gallery: http://127.0.0.1:", timeout=10)  # make run's last line: the gallery's URL
+        gallery = re.search(r"==> gallery: (http://127\.0\.0\.1:\d+/)", seen[-1])
+        assert gallery, seen[-1]
+        with urllib.request.urlopen(gallery.group(1), timeout=10) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
         text = "".join(seen)
         api_port, moto_port = bound_ports(text)
         assert f"aws --endpoint-url http://127.0.0.1:{moto_port} s3 cp" in text and "boto3" in text
-        assert f"curl -X POST http://127.0.0.1:{api_port}/embed" in text and "infra.cli item s3://" in text
+        # IAM auth as deployed (ApiAuth=AWS_IAM): the printed commands sign with awscurl
+        assert f"awscurl --service execute-api --region us-east-1 -X POST http://127.0.0.1:{api_port}/embed" in text
+        assert "infra.cli item s3://" in text
 
         s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
@@ -134,8 +143,13 @@ def test_serves_uploads_and_the_api_until_sigint(model_dir: Path) -> None:
         wait_for(f"s3://{BUCKET}/photos/my photo.jpg", timeout=120)
         wait_for("dim 512", timeout=5)
 
-        req = urllib.request.Request(f"http://127.0.0.1:{api_port}/embed", data=photo.read_bytes(),
-                                     headers={"Content-Type": "image/jpeg"}, method="POST")  # fmt: skip
+        url, data = f"http://127.0.0.1:{api_port}/embed", photo.read_bytes()
+        unsigned = urllib.request.Request(url, data=data, headers={"Content-Type": "image/jpeg"}, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(unsigned, timeout=60)
+        assert refused.value.code == 403  # unsigned: refused, as API Gateway's IAM auth does
+        headers = signed_headers("POST", url, data, "image/jpeg")
+        req = urllib.request.Request(url, data=data, headers=headers, method="POST")
         with urllib.request.urlopen(req, timeout=120) as resp:
             body = json.loads(resp.read())
         assert resp.status == 200 and body["dim"] == 512

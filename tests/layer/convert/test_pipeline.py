@@ -36,6 +36,8 @@ def test_model_directory_contract(model_dir: Path) -> None:
         "text_model.onnx",  # the text tower (tests/layer/convert/test_text_tower.py)
         "text_model.fp32.onnx",
         "tokenizer.json",
+        "labels.json",  # the tags' vocabulary (tests/labels.txt) and its fp32 text vectors
+        "labels.npy",
     }
     assert m["format"] == 2 and m["precision"] == "int8" and m["dim"] == 512 and m["opset"] == 18
     assert m["random_init"] is True and "untrained" in m["model_id"]

@@ -1,6 +1,6 @@
-"""Accuracy-aware int8 (layer/convert/recovery.py): the search, and whole builds that must recover (checkpoints
-with trained CLIP's outliers, and a stricter gate on the random-init model). The simulation it searches with:
-test_sensitivity.py; SmoothQuant's migration: test_smoothing.py."""
+"""Accuracy-aware int8 (layer/convert/recovery.py): the search, and a whole build that must recover (a checkpoint
+with trained CLIP's outliers; more seeds and the stricter gate on the random-init model: bench/recovery.py). The
+simulation it searches with: test_sensitivity.py; SmoothQuant's migration: test_smoothing.py."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from layer.convert.recovery import greedy_order, node_costs
 from layer.convert.sensitivity import (
     QNode,
 )
-from layer.manifest import Manifest
-from tests.conftest import CACHE, ROOT, STRICT_MIN_COSINE, _locked, build_key, cached_build, cross_cpu_mode
+from tests.conftest import CACHE, ROOT, _locked, build_key, cached_build, cross_cpu_mode
 
 CLI = [sys.executable, "-m", "layer.convert"]
 
@@ -36,7 +35,9 @@ def test_the_search_keeps_the_node_that_removes_the_most_loss_per_cost() -> None
 
 
 # --- whole builds -----------------------------------------------------------------------------------------------
-OUTLIER_SEEDS = (0, 1, 2)
+# One seeded variant here (with every emulated CPU path under CI); bench/recovery.py builds three at full depth,
+# and the random-init model at --min-cosine 0.9999 (both towers, the text tower's token embedding included).
+OUTLIER_SEEDS = (0,)
 OUTLIER_LAYERS = 4  # the published ViT-B/32 widths at 4 layers: every kind of outlier, a third of the build time
 
 
@@ -62,8 +63,13 @@ def _tower(model: Path, name: str) -> dict[str, Any]:
     return dict(json.loads((model / "manifest.json").read_text())["towers"][name])
 
 
-def _float_matmuls(path: Path) -> set[str]:
-    return {n.name for n in onnx.load(path).graph.node if n.op_type == "MatMul"}
+def _float_weight_nodes(path: Path) -> set[str]:
+    """The MatMuls and Gathers of ``path`` whose weight (a MatMul's B, a Gather's table) is a float initializer:
+    the nodes left in fp32 (a quantized one reads an int8 weight, or was replaced by an integer op)."""
+    graph = onnx.load(path).graph
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    weight = {"MatMul": 1, "Gather": 0}
+    return {n.name for n in graph.node if n.op_type in weight and n.input[weight[n.op_type]] in floats}
 
 
 def _assert_recovered(model: Path, tower: str, min_cosine: float) -> dict[str, Any]:
@@ -73,8 +79,8 @@ def _assert_recovered(model: Path, tower: str, min_cosine: float) -> dict[str, A
     assert t["accuracy_gate"]["passed"] and t["accuracy_gate"]["cosine_min"] == r["after"]["cosine_min"]
     assert r["kept_fp32"], "the recovery kept no node in fp32"
     assert r["method"] in {"keep_fp32", "smoothquant+keep_fp32"}
-    # the kept nodes are float MatMuls in the shipped model; the others became int8
-    assert set(r["kept_fp32"]) <= _float_matmuls(model / t["file"])
+    # the kept nodes are float MatMuls (or the token embedding's Gather) in the shipped model; the others int8
+    assert set(r["kept_fp32"]) <= _float_weight_nodes(model / t["file"])
     assert t["quantization"]["nodes_to_exclude"] == r["kept_fp32"]
     # both methods were planned, and the one shipped was verified
     assert {p["method"] for p in r["plans"]} == {"keep_fp32", "smoothquant"}
@@ -102,17 +108,6 @@ def test_a_checkpoint_with_trained_outliers_recovers(outlier_model: Path) -> Non
 
     engine = Embedder.from_dir(outlier_model)
     assert engine.self_check is not None and engine.self_check.passed
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("tower", ["image", "text"])
-def test_a_stricter_gate_recovers_both_towers_of_random_init(model_dir: Path, tower: str) -> None:
-    """The suite's own model (tests/conftest.py): random-init gated at 0.9999, which plain int8 misses."""
-    m = Manifest.read(model_dir)
-    if m.towers[tower].accuracy_gate["threshold"] != STRICT_MIN_COSINE:  # type: ignore[index]
-        pytest.skip("CLIP_LAMBDA_TEST_MODEL_DIR names a model built at another threshold")
-    _assert_recovered(model_dir, tower, STRICT_MIN_COSINE)
-    assert m.gated
 
 
 @pytest.mark.slow

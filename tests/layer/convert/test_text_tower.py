@@ -25,6 +25,7 @@ from layer.convert.calibration import CALIBRATION_TEXTS, CANARY_TEXT, calibratio
 from layer.convert.cpu_paths import EMULATED_IMAGES, PATHS
 from layer.convert.emulation import ENGINE_PACKAGES as ROOT_PACKAGES
 from layer.convert.gate import CROSS_ARCH_AGREEMENT, DEFAULT_MIN_COSINE, SAME_ARCH_AGREEMENT
+from layer.convert.labels import GATE_PREFIX
 from layer.convert.quantize import GATHER, QuantSettings
 from layer.convert.text_tower import text_quant
 from layer.cpu import CpuInfo
@@ -43,6 +44,11 @@ EXTRA_TEXTS = ["a dog", "two cats sleeping on a sofa", "ÉLAN vital — 100%", "
 
 def _texts() -> list[str]:
     return [*CALIBRATION_TEXTS.values(), *EXTRA_TEXTS]
+
+
+def _gate_inputs(manifest: Manifest) -> int:
+    """The text gate's inputs: the calibration texts and, with a tags vocabulary, each label's prompt."""
+    return len(CALIBRATION_TEXTS) + (manifest.tags.gate_inputs if manifest.tags else 0)
 
 
 def _text(manifest: Manifest) -> TowerSpec:
@@ -86,8 +92,11 @@ def test_text_files_and_manifest_section(model_dir: Path) -> None:
     assert q["nodes_to_exclude"] == list(tower.kept_fp32)  # only what the recovery kept, if anything
 
     gate = tower.accuracy_gate or {}
-    assert gate["applicable"] is True and gate["passed"] is True and gate["n_inputs"] == len(CALIBRATION_TEXTS)
-    assert set(gate["per_input"]) == set(CALIBRATION_TEXTS)  # one cosine per gate text, by name
+    assert gate["applicable"] is True and gate["passed"] is True and gate["n_inputs"] == _gate_inputs(manifest)
+    # one cosine per gate text, by name, and one per label prompt of the tags' vocabulary
+    labels = {n for n in gate["per_input"] if n.startswith(GATE_PREFIX)}
+    assert set(gate["per_input"]) - labels == set(CALIBRATION_TEXTS)
+    assert len(labels) == (manifest.tags.gate_inputs if manifest.tags else 0)
     # the build's --min-cosine (at least the default), also the canary's bound at INIT
     assert gate["threshold"] >= DEFAULT_MIN_COSINE and tower.canary is not None
     assert tower.canary.min_cosine == gate["threshold"]
@@ -336,7 +345,7 @@ def test_the_text_gate_lists_every_cpu_path(model_dir: Path) -> None:
     native = CpuInfo.detect()
     assert {p.name for p in PATHS} | {native.kernel_path} == set(results)
     mine = results[native.kernel_path]
-    assert (mine["how"], mine["status"], mine["inputs"]) == ("native", "passed", len(CALIBRATION_TEXTS))
+    assert (mine["how"], mine["status"], mine["inputs"]) == ("native", "passed", _gate_inputs(manifest))
     assert mine["cosine_min"] == (tower.accuracy_gate or {})["cosine_min"] and "u8s8_exact" in mine["probe"]
     for path in PATHS:
         r = results[path.name]
