@@ -2,7 +2,7 @@
 
 A block (a table or a paragraph) that reports measurements is preceded by ``<!-- figures: bench/results/...json
 -->``; each number in it with a decimal point, or of three digits or more, must be one of the numbers of
-those files (at the precision the text gives). Labels such as "ViT-L/14" or "1 thread" stay out of it.
+those files (at the precision the text gives; a percentage may be a fraction's hundredfold). Labels such as "ViT-L/14" or "1 thread" stay out of it.
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ def marked_blocks(text: str) -> Iterator[tuple[list[str], str]]:
         yield [p.strip() for p in m.group(1).split(",")], block
 
 
-def checked_numbers(block: str) -> Iterator[tuple[str, float, int]]:
-    """(as written, value, decimals) of every number the rule checks."""
+def checked_numbers(block: str) -> Iterator[tuple[str, float, int, bool]]:
+    """(as written, value, decimals, is a percentage) of every number the rule checks."""
     for m in NUMBER.finditer(block):
         whole, frac = m.group(1), m.group(2) or ""
         value = float(whole.replace(",", "") + frac)
         if frac or value >= 100:
-            yield m.group(0), value, len(frac) - 1 if frac else 0
+            yield m.group(0), value, len(frac) - 1 if frac else 0, block[m.end() : m.end() + 1] == "%"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -61,8 +61,10 @@ def test_marked_figures_come_from_their_results_files(doc: Path) -> None:
             path = ROOT / source
             assert path.exists(), f"{doc.name}: {source} does not exist"
             known += list(numbers_in(json.loads(path.read_text())))
-        for written, value, decimals in checked_numbers(block):
-            if not any(round(k, decimals) == value or round(k) == value for k in known):
+        for written, value, decimals, percent in checked_numbers(block):
+            # a percentage is written from a fraction (0.056 → 5.6%) or from a percentage
+            candidates = [*known, *(k * 100 for k in known)] if percent else known
+            if not any(round(k, decimals) == value or round(k) == value for k in candidates):
                 missing.append(f"{written} (from {', '.join(sources)})")
     assert not missing, f"{doc.name}: figures not in their results files: {missing}"
 
