@@ -86,7 +86,7 @@ unit: venv
 bench: venv dev-model
 	$(BIN)/clip-lambda bench --model $(MODEL_DIR)
 
-# 10,000 S3 events with faults through the local stack (the CI size, 1,000, runs in make test).
+# 10,000 S3 events with faults through the local stack (the CI size, 500, runs in make test).
 soak: venv dev-model
 	$(BIN)/python -m bench.soak --model $(MODEL_DIR) --events 10000
 

@@ -2,7 +2,8 @@
 
 A block (a table or a paragraph) that reports measurements is preceded by ``<!-- figures: bench/results/...json
 -->``; each number in it with a decimal point, or of three digits or more, must be one of the numbers of
-those files (at the precision the text gives; a percentage may be a fraction's hundredfold). Labels such as "ViT-L/14" or "1 thread" stay out of it.
+those files (at the precision the text gives; a percentage may be a fraction's hundredfold). Labels such as
+"ViT-L/14" or "1 thread" stay out of it.
 """
 
 from __future__ import annotations

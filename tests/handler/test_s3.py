@@ -349,7 +349,7 @@ def test_metrics_and_logs(rt, context, photo, capsys, logs) -> None:
         "embedded",
         "req-0001",
     )
-    assert log["level"] == "INFO" and log["service"] == "clip-lambda-test"
+    assert log["level"] == "INFO" and log["service"] == observability.SERVICE  # the env at import: test order decides
 
 
 # ------------------------------------------------------------------ issue 13: paths no test reached before
