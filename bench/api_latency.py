@@ -25,7 +25,7 @@ from PIL import Image
 
 from bench.machine import results_dir, write_report
 from infra.local.api_gateway import ApiGateway
-from infra.local.container_rie import ContainerFunction
+from infra.local.container_rie import OFFLINE_ENV, ContainerFunction
 from layer.settings import LAMBDA_MB_PER_VCPU
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,15 +64,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def measure(image: str, memory: int, warmup: int, requests: int) -> dict[str, Any]:
     body = jpeg_1080p()
-    env = {
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # no AWS call is made for an inline image
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "TABLE_NAME": "unused",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "ALLOW_UNTRAINED_MODEL": "true",  # a random-init image is refused at INIT otherwise (a trained one: no-op)
-    }
+    env = dict(OFFLINE_ENV)  # no AWS call is made for an inline image
     walls: list[float] = []
     with ContainerFunction(image, "handler.api.lambda_handler", env=env, memory_mb=memory) as fn:
         with ApiGateway(fn.invoke).start() as gateway:

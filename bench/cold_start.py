@@ -32,7 +32,7 @@ from typing import Any
 from PIL import Image
 
 from bench.machine import results_dir, write_report
-from infra.local.container_rie import ContainerFunction, image_model_dim
+from infra.local.container_rie import OFFLINE_ENV, ContainerFunction, image_model_dim
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
 from layer.settings import LAMBDA_MB_PER_VCPU
@@ -91,15 +91,7 @@ def cold_s3(image: str, memory: int, stack: MotoStack, run: int) -> dict[str, fl
 
 def cold_api(image: str, memory: int) -> dict[str, float]:
     event = json.loads((ROOT / "events" / "api-embed.json").read_text())
-    env = {
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "TABLE_NAME": "unused",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "ALLOW_UNTRAINED_MODEL": "true",  # a random-init image is refused at INIT otherwise (a trained one: no-op)
-    }
+    env = dict(OFFLINE_ENV)  # no AWS call is made for an inline image
     with ContainerFunction(image, "handler.api.lambda_handler", env=env, memory_mb=memory) as fn:
         walls = [fn.invoke(event).wall_ms, fn.invoke(event).wall_ms]
         return summarize(fn, walls)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infra.local.container_rie import ContainerFunction
+from infra.local.container_rie import OFFLINE_ENV, ContainerFunction
 from infra.local.moto_stack import MotoStack, StackNames
 from infra.local.poller import SqsPoller
 from layer import Embedder
@@ -52,16 +52,6 @@ def in_image(image: str, script: str) -> subprocess.CompletedProcess[str]:
 
 
 # ---------------------------------------------------------------------------------------------- contents
-# The API's image path never calls AWS; if it did, loopback refuses at once.
-OFFLINE_ENV = {
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "TABLE_NAME": "unused",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "ALLOW_UNTRAINED_MODEL": "true",  # the suite's random-init model: refused at INIT otherwise
-}
 
 
 def test_image_size_within_budget(lambda_image: str) -> None:
